@@ -90,8 +90,8 @@ pub fn format_layer_table(graph: &Graph) -> String {
     let mut per_layer = counts.layers.iter().map(|l| (l.name.as_str(), l)).collect::<std::collections::HashMap<_, _>>();
     let mut s = String::new();
     let width = graph.nodes.iter().map(|n| n.name.len()).max().unwrap_or(10).max(10);
-    let _ = writeln!(s, "{:<width$}  {:<32} {:>16} {:>11} {:>14}", "layer", "type", "output", "params", "MACs/image");
-    let _ = writeln!(s, "{}", "=".repeat(width + 2 + 32 + 1 + 16 + 1 + 11 + 1 + 14));
+    let _ = writeln!(s, "{:<width$}  {:<34} {:>16} {:>11} {:>14}", "layer", "type", "output", "params", "MACs/image");
+    let _ = writeln!(s, "{}", "=".repeat(width + 2 + 34 + 1 + 16 + 1 + 11 + 1 + 14));
     for node in graph.nodes.iter().skip(1) {
         let (params, macs) = per_layer.remove(node.name.as_str()).map_or((0, 0), |l| (l.params, l.macs));
         let mut desc = node.op.describe();
@@ -100,7 +100,7 @@ pub fn format_layer_table(graph: &Graph) -> String {
         }
         let _ = writeln!(
             s,
-            "{:<width$}  {:<32} {:>16} {:>11} {:>14}",
+            "{:<width$}  {:<34} {:>16} {:>11} {:>14}",
             node.name,
             desc,
             format!("[-1, {}]", node.shape.dims().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -108,7 +108,7 @@ pub fn format_layer_table(graph: &Graph) -> String {
             if macs > 0 { thousands(macs) } else { "--".into() },
         );
     }
-    let _ = writeln!(s, "{}", "=".repeat(width + 2 + 32 + 1 + 16 + 1 + 11 + 1 + 14));
+    let _ = writeln!(s, "{}", "=".repeat(width + 2 + 34 + 1 + 16 + 1 + 11 + 1 + 14));
     let input_bytes = graph.input_shape().numel() * 4;
     let param_bytes = counts.params * 4;
     let _ = writeln!(s, "Total params: {}", thousands(counts.params as u64));

@@ -1,0 +1,13 @@
+//! The layer graph interpreted as a candle module: one file per building block.
+
+pub mod batch_norm;
+pub mod conv;
+pub mod dropout;
+pub mod init;
+pub mod linear;
+pub mod network;
+pub mod ops;
+pub mod pool;
+
+pub use dropout::DropoutState;
+pub use network::Network;

@@ -1,0 +1,185 @@
+//! The layer graph as a trainable candle module.
+
+use super::batch_norm::BatchNorm;
+use super::dropout::{DropoutRng, DropoutState};
+use super::{conv, init, linear, pool};
+use crate::spec::{Graph, Op, ParamKind};
+use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_nn::ModuleT;
+use std::collections::HashMap;
+
+/// The tensors one node owns.
+enum Layer {
+    None,
+    Affine { weight: Var, bias: Option<Var> },
+    BatchNorm(BatchNorm),
+}
+
+/// A model built from its [`Graph`]: parameters named by path (`chunks.1.block1.conv1.weight`),
+/// train/eval behaviour through [`ModuleT::forward_t`].
+pub struct Network {
+    graph: Graph,
+    layers: Vec<Layer>,
+    /// Every stored tensor by name, in graph order, with its kind.
+    tensors: Vec<(String, ParamKind, Var)>,
+    readers: Vec<usize>,
+    dropout: DropoutRng,
+    device: Device,
+    dtype: DType,
+}
+
+impl Network {
+    /// A network with PyTorch-default initial weights drawn from `seed`; dropout masks are
+    /// drawn from a stream derived from the same seed.
+    pub fn new(graph: Graph, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        let mut values: HashMap<String, Var> = HashMap::new();
+        let mut tensors = Vec::new();
+        let specs = graph.named_params();
+        for ((name, dims, data), p) in init::initial_values(&graph, seed).into_iter().zip(&specs) {
+            let t = Tensor::from_vec(data, dims, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?;
+            let var = Var::from_tensor(&t)?;
+            values.insert(name.clone(), var.clone());
+            tensors.push((name, p.spec.kind, var));
+        }
+        let get = |node: &str, suffix: &str| values.get(&format!("{node}.{suffix}")).cloned();
+        let layers = graph
+            .nodes
+            .iter()
+            .map(|node| match node.op {
+                Op::Conv(_) | Op::Linear { .. } => Layer::Affine {
+                    weight: get(&node.name, "weight").expect("affine layers have weights"),
+                    bias: get(&node.name, "bias"),
+                },
+                Op::BatchNorm { .. } => Layer::BatchNorm(BatchNorm {
+                    weight: get(&node.name, "weight").expect("BN weight"),
+                    bias: get(&node.name, "bias").expect("BN bias"),
+                    running_mean: get(&node.name, "running_mean").expect("BN running mean"),
+                    running_var: get(&node.name, "running_var").expect("BN running var"),
+                }),
+                _ => Layer::None,
+            })
+            .collect();
+        let readers = graph.reader_counts();
+        // A separate stream from the one that drew the weights.
+        let dropout = DropoutRng::new(seed ^ 0xD50F_0A7C_0000_0001);
+        Ok(Self { graph, layers, tensors, readers, dropout, device: device.clone(), dtype })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The parameters an optimiser may update: weights and biases, never running statistics.
+    pub fn trainable_vars(&self) -> Vec<Var> {
+        self.named_trainable().into_iter().map(|(_, v)| v).collect()
+    }
+
+    pub fn named_trainable(&self) -> Vec<(String, Var)> {
+        self.tensors.iter().filter(|(_, k, _)| k.is_trainable()).map(|(n, _, v)| (n.clone(), v.clone())).collect()
+    }
+
+    /// Every stored tensor by name (parameters and running statistics), in graph order:
+    /// what a checkpoint holds.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.tensors.iter().map(|(n, _, v)| (n.clone(), v.as_tensor().clone())).collect()
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<Tensor> {
+        self.tensors.iter().find(|(n, _, _)| n == name).map(|(_, _, v)| v.as_tensor().clone())
+    }
+
+    /// Replaces every stored tensor from `values`, which must hold exactly this model's names
+    /// and shapes.
+    pub fn load(&self, values: &HashMap<String, Tensor>) -> Result<()> {
+        let missing: Vec<&str> =
+            self.tensors.iter().map(|(n, _, _)| n.as_str()).filter(|n| !values.contains_key(*n)).collect();
+        if !missing.is_empty() {
+            candle_core::bail!(
+                "checkpoint does not fit model `{}`: {} tensors missing (first: {})",
+                self.graph.name,
+                missing.len(),
+                missing[0]
+            );
+        }
+        if let Some(extra) = values.keys().find(|k| self.tensors.iter().all(|(n, _, _)| n != *k)) {
+            candle_core::bail!("checkpoint does not fit model `{}`: unexpected tensor {extra}", self.graph.name);
+        }
+        for (name, _, var) in &self.tensors {
+            let v = &values[name];
+            if v.dims() != var.dims() {
+                candle_core::bail!("checkpoint tensor {name} has shape {:?}, model expects {:?}", v.dims(), var.dims());
+            }
+            var.set(&v.to_dtype(self.dtype)?.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
+    pub fn dropout_state(&self) -> DropoutState {
+        self.dropout.state()
+    }
+
+    pub fn restore_dropout_state(&mut self, state: DropoutState) {
+        self.dropout.restore(state)
+    }
+}
+
+impl ModuleT for Network {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let want = self.graph.input_shape().dims();
+        if x.rank() != want.len() + 1 || x.dims()[1..] != want[..] {
+            candle_core::bail!("model `{}` expects input [N, {want:?}], got {:?}", self.graph.name, x.dims());
+        }
+        let mut values: Vec<Option<Tensor>> = vec![None; self.graph.nodes.len()];
+        let mut pending = self.readers.clone();
+        values[0] = Some(x.clone());
+        for (i, node) in self.graph.nodes.iter().enumerate().skip(1) {
+            let inputs: Vec<Tensor> = node
+                .inputs
+                .iter()
+                .map(|&j| {
+                    pending[j] -= 1;
+                    // Release an intermediate as soon as its last reader has it.
+                    if pending[j] == 0 { values[j].take() } else { values[j].clone() }
+                        .expect("graph nodes come in execution order")
+                })
+                .collect();
+            let x = &inputs[0];
+            let y = match (&node.op, &self.layers[i]) {
+                (Op::Conv(c), Layer::Affine { weight, bias }) => {
+                    conv::conv2d(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c)?
+                }
+                (Op::Linear { .. }, Layer::Affine { weight, bias }) => {
+                    linear::linear(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor))?
+                }
+                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) => bn.forward_t(x, train)?,
+                (Op::Relu, _) => x.relu()?,
+                (Op::MaxPool { kernel }, _) => pool::max_pool2d(x, *kernel)?,
+                (Op::AvgPool { kernel }, _) => pool::avg_pool2d(x, *kernel)?,
+                (Op::GlobalAvgPool, _) => pool::global_avg_pool(x)?,
+                (Op::Dropout2d { p }, _) if train => self.dropout.dropout2d(x, *p)?,
+                (Op::Dropout { p }, _) if train => self.dropout.dropout(x, *p)?,
+                (Op::Dropout2d { .. } | Op::Dropout { .. }, _) => x.clone(),
+                (Op::Flatten, _) => x.flatten_from(1)?,
+                (Op::Add, _) => {
+                    let mut acc = x.clone();
+                    for t in &inputs[1..] {
+                        acc = (acc + t)?;
+                    }
+                    acc
+                }
+                (Op::Concat, _) => Tensor::cat(&inputs, 1)?,
+                (op, _) => candle_core::bail!("node {} ({op:?}) has no interpreter", node.name),
+            };
+            values[i] = Some(y);
+        }
+        Ok(values[self.graph.output].take().expect("output computed"))
+    }
+}

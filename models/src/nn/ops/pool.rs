@@ -1,0 +1,152 @@
+//! Max and average pooling (window = stride = k, no padding, floor), forward and backward on
+//! CPU in one pass each.
+//!
+//! candle 0.11's `max_pool2d` gradient is divided by k² and its pooling gradients are wrong when
+//! the size is not a multiple of k; these ops route every gradient exactly as PyTorch does:
+//! max pool to the first maximum of each window (scan order), average pool evenly over the window.
+
+use super::storage::{contiguous, float_dispatch, num_like::NumLike, same_dtype};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// Pooling over `k×k` windows with stride `k`.
+#[derive(Clone, Copy, Debug)]
+pub struct Pool2d {
+    pub kind: PoolKind,
+    pub k: usize,
+}
+
+fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
+    match layout.shape().dims() {
+        &[n, c, h, w] => Ok((n, c, h, w)),
+        d => candle_core::bail!("{op}: expected NCHW input, got {d:?}"),
+    }
+}
+
+fn forward<T: NumLike>(x: &[T], planes: usize, h: usize, w: usize, k: usize, kind: PoolKind) -> Vec<T> {
+    let (ho, wo) = (h / k, w / k);
+    let inv = T::from_f64(1.0 / (k * k) as f64);
+    let mut out = vec![T::ZERO; planes * ho * wo];
+    out.par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
+        let plane = &x[p * h * w..(p + 1) * h * w];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let mut acc = if kind == PoolKind::Max { T::NEG_INF } else { T::ZERO };
+                for dy in 0..k {
+                    let row = &plane[(oy * k + dy) * w + ox * k..][..k];
+                    for &v in row {
+                        acc = match kind {
+                            // `!(v <= acc)` also lets NaN through, as PyTorch propagates it.
+                            PoolKind::Max => if !(v <= acc) { v } else { acc },
+                            PoolKind::Avg => acc + v,
+                        };
+                    }
+                }
+                o[oy * wo + ox] = if kind == PoolKind::Avg { acc * inv } else { acc };
+            }
+        }
+    });
+    out
+}
+
+fn backward<T: NumLike>(x: &[T], g: &[T], planes: usize, h: usize, w: usize, k: usize, kind: PoolKind) -> Vec<T> {
+    let (ho, wo) = (h / k, w / k);
+    let inv = T::from_f64(1.0 / (k * k) as f64);
+    let mut dx = vec![T::ZERO; planes * h * w];
+    dx.par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
+        let plane = &x[p * h * w..(p + 1) * h * w];
+        let gp = &g[p * ho * wo..(p + 1) * ho * wo];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let go = gp[oy * wo + ox];
+                match kind {
+                    PoolKind::Max => {
+                        let mut best = (oy * k) * w + ox * k;
+                        for dy in 0..k {
+                            for dx_ in 0..k {
+                                let i = (oy * k + dy) * w + ox * k + dx_;
+                                if !(plane[i] <= plane[best]) {
+                                    best = i;
+                                }
+                            }
+                        }
+                        d[best] = d[best] + go;
+                    }
+                    PoolKind::Avg => {
+                        for dy in 0..k {
+                            for dx_ in 0..k {
+                                let i = (oy * k + dy) * w + ox * k + dx_;
+                                d[i] = go * inv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    dx
+}
+
+impl CustomOp1 for Pool2d {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            PoolKind::Max => "max-pool2d",
+            PoolKind::Avg => "avg-pool2d",
+        }
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = dims4(layout, self.name())?;
+        if self.k == 0 || h < self.k || w < self.k {
+            candle_core::bail!("{}: window {} does not fit {h}x{w}", self.name(), self.k);
+        }
+        let (k, kind) = (self.k, self.kind);
+        let out = float_dispatch!(storage, layout, self.name(), |x| forward(x, n * c, h, w, k, kind));
+        Ok((out, Shape::from((n, c, h / k, w / k))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad_res.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&grad, &Pool2dBackward(*self))?))
+    }
+}
+
+/// The gradient of [`Pool2d`] with respect to its input: (input, output gradient) → input gradient.
+struct Pool2dBackward(Pool2d);
+
+impl CustomOp2 for Pool2dBackward {
+    fn name(&self) -> &'static str {
+        "pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        same_dtype(s1, s2, self.name())?;
+        let (n, c, h, w) = dims4(l1, self.name())?;
+        let Pool2d { kind, k } = self.0;
+        if l2.shape().dims() != [n, c, h / k, w / k] {
+            candle_core::bail!("{}: gradient shape {:?} does not match", self.name(), l2.shape());
+        }
+        let name = self.name();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(backward(
+                contiguous(x, l1, name)?,
+                contiguous(g, l2, name)?,
+                n * c, h, w, k, kind,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(backward(
+                contiguous(x, l1, name)?,
+                contiguous(g, l2, name)?,
+                n * c, h, w, k, kind,
+            )),
+            _ => candle_core::bail!("{name}: unsupported dtype {:?}", s1.dtype()),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}

@@ -1,0 +1,1 @@
+//! Training, evaluation and export of the seed's CIFAR-10 models (binary `train`).
