@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh machine; safe to run again (it skips
-# what is already there). Used by scripts/test.sh and .ci/run.
+# what is already there). Used by scripts/test.sh, scripts/serve-zoo.sh and .ci/run.
+#
+#   protoc                Debian protobuf-compiler, for candle-onnx's build script
+#   .ort/cpu/             libonnxruntime.so.1.31.1 from the PyPI wheel onnxruntime==1.31.1
+#   .venv-tools/          Python venv with onnx (checker) for the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*"; }
+ORT_VERSION=1.31.1
 
-# System packages: protoc for candle-onnx's build script.
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 if ((${#need_apt[@]})); then
@@ -15,4 +19,33 @@ if ((${#need_apt[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-log "ready"
+
+# ONNX Runtime: ort loads it at run time (load-dynamic); the wheel carries the library.
+if [ ! -f ".ort/cpu/libonnxruntime.so.$ORT_VERSION" ]; then
+  log "fetching onnxruntime==$ORT_VERSION from PyPI for libonnxruntime.so"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download -q --no-deps --only-binary=:all: "onnxruntime==$ORT_VERSION" -d "$tmp"
+  python3 - "$tmp" ".ort/cpu" <<'PY'
+import pathlib, sys, zipfile
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+wheel = next(src.glob("onnxruntime-*.whl"))
+dst.mkdir(parents=True, exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith("onnxruntime/capi/libonnxruntime") and ".so" in name:
+            target = dst / pathlib.Path(name).name
+            tmp = target.with_suffix(target.suffix + ".part")
+            tmp.write_bytes(z.read(name))
+            tmp.rename(target)  # atomic: an interrupted run leaves no half-written library
+PY
+  ln -sf "libonnxruntime.so.$ORT_VERSION" .ort/cpu/libonnxruntime.so
+fi
+
+# Python tools the tests call: the ONNX checker.
+if [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx" 2>/dev/null; then
+  log "creating .venv-tools (onnx)"
+  python3 -m venv .venv-tools
+  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3"
+fi
+log "ready (ONNX Runtime: .ort/cpu/libonnxruntime.so.$ORT_VERSION)"
