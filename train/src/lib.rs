@@ -1,1 +1,3 @@
-//! Training, evaluation and export of the seed's CIFAR-10 models (binary `train`).
+//! Training side of the CIFAR-10 pipeline: data, trainer, checkpoints and export.
+
+pub mod data;
