@@ -4,6 +4,7 @@
 //! the ONNX exporter.
 
 pub mod count;
+pub mod metadata;
 pub mod seed;
 pub mod spec;
 pub mod summary;

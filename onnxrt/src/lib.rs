@@ -67,21 +67,22 @@ fn existing(p: &Path) -> Option<PathBuf> {
     p.is_file().then(|| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()))
 }
 
-static LOADED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+/// The process's one ONNX Runtime environment (ONNX Runtime allows one per process).
+pub type Environment = ort::environment::Environment;
+
+static LOADED: OnceLock<Result<(PathBuf, Environment), String>> = OnceLock::new();
 
 /// Loads the library once per process and creates ONNX Runtime's environment; later calls
-/// return the path loaded the first time.
-pub fn init(explicit: Option<&Path>, flavor: Flavor) -> Result<PathBuf, OrtLoadError> {
-    let path = match LOADED.get() {
-        Some(done) => return done.clone().map_err(|reason| OrtLoadError::Load { path: PathBuf::new(), reason }),
-        None => locate(explicit, flavor)?,
-    };
+/// return what the first call loaded, whatever they ask for.
+pub fn init(explicit: Option<&Path>, flavor: Flavor) -> Result<(PathBuf, Environment), OrtLoadError> {
+    if let Some(done) = LOADED.get() {
+        return done.clone().map_err(|reason| OrtLoadError::Load { path: PathBuf::new(), reason });
+    }
+    let path = locate(explicit, flavor)?;
     let result = LOADED.get_or_init(|| {
         let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
-        // The environment lives for the rest of the process; sessions find it globally.
         let env = builder.with_name("cifar").build().map_err(|e| e.to_string())?;
-        std::mem::forget(env);
-        Ok(path.clone())
+        Ok((path.clone(), env))
     });
     result.clone().map_err(|reason| OrtLoadError::Load { path, reason })
 }

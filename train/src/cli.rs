@@ -17,7 +17,40 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Export a model to ONNX (opset 17, BatchNorm folded, dropout removed) and check it
+    /// against ONNX Runtime.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model to export (see --list-models).
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+
+    /// Where to write the .onnx file.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub out: PathBuf,
+
+    /// Weights to export (a `train` run's best.safetensors or last.safetensors). Without it,
+    /// the seeded initial weights are exported (for speed benchmarks of the bare architecture).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Seed of the initial weights when no checkpoint is given.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// ONNX Runtime library for the parity check (default: $ORT_DYLIB_PATH, then
+    /// .ort/cpu/libonnxruntime.so.1.31.1 as fetched by scripts/setup.sh).
+    #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+
+    /// Write the file without comparing candle and ONNX Runtime logits (not recommended).
+    #[arg(long)]
+    pub skip_parity: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {

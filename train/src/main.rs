@@ -21,6 +21,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(command) = cli.command {
+        return match command {
+            cli::Command::Export(args) => commands::export::run(&args),
+        };
+    }
     let args = cli.train;
     if args.list_models {
         return commands::models::list(args.json);

@@ -117,7 +117,8 @@ impl Network {
             if v.dims() != var.dims() {
                 candle_core::bail!("checkpoint tensor {name} has shape {:?}, model expects {:?}", v.dims(), var.dims());
             }
-            var.set(&v.to_dtype(self.dtype)?.to_device(&self.device)?)?;
+            // A copy: `Var::set` refuses a tensor that shares the variable's own storage.
+            var.set(&v.to_dtype(self.dtype)?.to_device(&self.device)?.copy()?)?;
         }
         Ok(())
     }

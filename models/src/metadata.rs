@@ -1,0 +1,152 @@
+//! What an exported ONNX file says about itself (`metadata_props`), written by `train` and read
+//! by `serve`. Every value is a string; lists and records are JSON.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Keys are prefixed so they cannot clash with other tools' properties.
+const PREFIX: &str = "cifar.";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetadata {
+    /// Registry name, e.g. `resnet-light`.
+    pub model: String,
+    /// Class names in label order.
+    pub classes: Vec<String>,
+    /// Per-channel normalisation applied to [0,1] RGB before the network.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub params: u64,
+    /// conv+fc MACs for one image.
+    pub macs_per_image: u64,
+    /// The seed's convention: torchinfo 1.5.2 mult-adds for a batch of 128, in 1e9.
+    pub seed_gmacs_batch128: f64,
+    /// Fractions in [0, 1], when the weights were trained and evaluated.
+    pub val_acc: Option<f64>,
+    pub test_acc: Option<f64>,
+    pub epochs: Option<u64>,
+    /// The training recipe as JSON, when trained.
+    pub recipe: Option<serde_json::Value>,
+    /// `git` commit of the source that produced the file, when known.
+    pub source_commit: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("ONNX metadata lacks `{PREFIX}{0}`: the file was not exported by `train export`")]
+    Missing(&'static str),
+    #[error("ONNX metadata `{PREFIX}{key}` is not valid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl ModelMetadata {
+    /// Fresh (untrained) metadata for a registered model.
+    pub fn for_model(name: &str) -> Result<Self, crate::ZooError> {
+        let counts = crate::count(&crate::build(name)?);
+        Ok(Self {
+            model: name.to_string(),
+            classes: crate::seed::CLASSES.iter().map(|s| s.to_string()).collect(),
+            mean: crate::seed::MEAN,
+            std: crate::seed::STD,
+            params: counts.params as u64,
+            macs_per_image: counts.macs_per_image,
+            seed_gmacs_batch128: counts.seed_gmacs_batch128(),
+            val_acc: None,
+            test_acc: None,
+            epochs: None,
+            recipe: None,
+            source_commit: None,
+        })
+    }
+
+    /// Key/value pairs for `ModelProto.metadata_props`.
+    pub fn to_props(&self) -> Vec<(String, String)> {
+        let mut props = vec![
+            ("model", self.model.clone()),
+            ("classes", to_json(&self.classes)),
+            ("mean", to_json(&self.mean)),
+            ("std", to_json(&self.std)),
+            ("params", self.params.to_string()),
+            ("macs_per_image", self.macs_per_image.to_string()),
+            ("seed_gmacs_batch128", self.seed_gmacs_batch128.to_string()),
+        ];
+        let optional = [
+            ("val_acc", self.val_acc.map(|v| v.to_string())),
+            ("test_acc", self.test_acc.map(|v| v.to_string())),
+            ("epochs", self.epochs.map(|v| v.to_string())),
+            ("recipe", self.recipe.as_ref().map(|v| v.to_string())),
+            ("source_commit", self.source_commit.clone()),
+        ];
+        props.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+        props.into_iter().map(|(k, v)| (format!("{PREFIX}{k}"), v)).collect()
+    }
+
+    /// Reads the pairs written by [`Self::to_props`]; unknown keys are ignored.
+    pub fn from_props<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, MetadataError> {
+        let map: BTreeMap<&str, &str> =
+            props.into_iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k, v))).collect();
+        let get = |key: &'static str| map.get(key).copied().ok_or(MetadataError::Missing(key));
+        fn parse<T: for<'de> Deserialize<'de>>(key: &'static str, v: &str) -> Result<T, MetadataError> {
+            serde_json::from_str(v).map_err(|e| MetadataError::Invalid { key, reason: e.to_string() })
+        }
+        let opt = |key: &'static str| map.get(key).copied();
+        let meta = Self {
+            model: get("model")?.to_string(),
+            classes: parse("classes", get("classes")?)?,
+            mean: parse("mean", get("mean")?)?,
+            std: parse("std", get("std")?)?,
+            params: parse("params", get("params")?)?,
+            macs_per_image: parse("macs_per_image", get("macs_per_image")?)?,
+            seed_gmacs_batch128: parse("seed_gmacs_batch128", get("seed_gmacs_batch128")?)?,
+            val_acc: opt("val_acc").map(|v| parse("val_acc", v)).transpose()?,
+            test_acc: opt("test_acc").map(|v| parse("test_acc", v)).transpose()?,
+            epochs: opt("epochs").map(|v| parse("epochs", v)).transpose()?,
+            recipe: opt("recipe").map(|v| parse("recipe", v)).transpose()?,
+            source_commit: opt("source_commit").map(str::to_string),
+        };
+        if meta.classes.is_empty() {
+            return Err(MetadataError::Invalid { key: "classes", reason: "no class names".into() });
+        }
+        if meta.std.iter().any(|s| !(*s > 0.0)) {
+            return Err(MetadataError::Invalid { key: "std", reason: "must be positive".into() });
+        }
+        Ok(meta)
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("lists of plain values serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_with_and_without_training_figures() {
+        let mut m = ModelMetadata::for_model("resnet-light").unwrap();
+        let props = m.to_props();
+        let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back, m);
+        m.val_acc = Some(0.9);
+        m.test_acc = Some(0.885);
+        m.epochs = Some(30);
+        m.recipe = Some(serde_json::json!({"lr": 0.003}));
+        m.source_commit = Some("abc123".into());
+        let props = m.to_props();
+        let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn missing_and_invalid_keys_are_named() {
+        let m = ModelMetadata::for_model("vgg").unwrap();
+        let props: Vec<_> = m.to_props().into_iter().filter(|(k, _)| k != "cifar.mean").collect();
+        let err = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err();
+        assert!(err.to_string().contains("cifar.mean"), "{err}");
+        let mut props = m.to_props();
+        props.iter_mut().find(|(k, _)| k == "cifar.std").unwrap().1 = "[0,1,1]".into();
+        let err = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap_err();
+        assert!(err.to_string().contains("positive"), "{err}");
+    }
+}
