@@ -5,8 +5,14 @@ use std::path::PathBuf;
 
 /// Train, evaluate and export the seed study's CIFAR-10 models.
 ///
-/// Exit status: 0 success; 1 the job failed (bad data, diverged training, I/O); 2 bad usage
-/// (unknown flag or model name).
+/// `train --model resnet-light --data-dir DIR` runs the seed recipe (AdamW 3e-3, weight decay
+/// 0.1, batch 128, 100 epochs, learning rate x0.1 at epochs 50 and 75) and writes everything
+/// into OUT/MODEL/: recipe.json, metrics.jsonl/.csv, curves.svg, last/best.safetensors,
+/// resume.safetensors + state.json, confusion.svg/.json, summary.json and model.onnx.
+///
+/// Exit status: 0 success; 1 the job failed (data, I/O, parity); 2 bad usage (unknown flag or
+/// model name); 3 training diverged (NaN/inf loss; the last good checkpoint is kept); 4 the run
+/// folder holds another run (pass --resume) or a run with another recipe.
 #[derive(Debug, Parser)]
 #[command(name = "train", version, args_conflicts_with_subcommands = true, arg_required_else_help = true)]
 pub struct Cli {
@@ -70,7 +76,71 @@ pub struct TrainArgs {
     #[arg(long, requires = "model")]
     pub summary: bool,
 
-    /// Directory holding the CIFAR-10 binary files (or cifar-10-binary.tar.gz).
-    #[arg(long, value_name = "DIR", env = "CIFAR10_DIR", default_value = "data/cifar-10-batches-bin")]
+    /// Directory holding the CIFAR-10 binary files (data_batch_1.bin … test_batch.bin), their
+    /// cifar-10-batches-bin/ subfolder, or cifar-10-binary.tar.gz.
+    #[arg(long, value_name = "DIR", env = "CIFAR10_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+
+    /// Download the official archive into --data-dir when no data is there (MD5-checked).
+    #[arg(long)]
+    pub download: bool,
+
+    /// Epochs to train.
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+
+    /// AdamW decoupled weight decay (applied to every trainable parameter, as the seed does).
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+
+    /// Epochs at which the learning rate is multiplied by --gamma (comma-separated). Default:
+    /// 50% and 75% of --epochs (the seed's 50,75 for 100 epochs).
+    #[arg(long, value_delimiter = ',', value_name = "E1,E2")]
+    pub milestones: Option<Vec<usize>>,
+
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f64,
+
+    /// Seed of the weights, dropout masks, shuffles and augmentation (the split uses 42, as the seed).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// auto (CUDA when built with --features cuda and a GPU is present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+
+    /// CPU threads for compute (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Folder that holds run folders; this run goes to OUT/MODEL.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+
+    /// Continue the run in OUT/MODEL from its last completed epoch (same recipe; --epochs may grow).
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Train on only the first N images of the 45,000-image training split.
+    #[arg(long, value_name = "N")]
+    pub limit_train: Option<usize>,
+
+    /// Validate and test on only the first N images of each set.
+    #[arg(long, value_name = "N")]
+    pub limit_eval: Option<usize>,
+
+    /// ONNX Runtime library for the parity check of the final export.
+    #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+
+    /// No progress bars or per-epoch lines (errors and the final summary only).
+    #[arg(long)]
+    pub quiet: bool,
 }

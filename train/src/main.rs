@@ -5,18 +5,38 @@ use clap::Parser;
 use cli::Cli;
 use std::process::ExitCode;
 
-/// Exit status of a job that failed; bad usage exits with [`USAGE`] (as clap does).
+/// Exit statuses, as `train --help` documents them.
 const FAILED: u8 = 1;
 const USAGE: u8 = 2;
+const DIVERGED: u8 = 3;
+const RUN_CONFLICT: u8 = 4;
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let usage = matches!(err.downcast_ref(), Some(cifar_models::ZooError::UnknownModel(_)));
-            ExitCode::from(if usage { USAGE } else { FAILED })
+            ExitCode::from(exit_status(&err))
         }
+    }
+}
+
+fn exit_status(err: &anyhow::Error) -> u8 {
+    use cifar_train::fit::TrainError;
+    if matches!(err.downcast_ref(), Some(cifar_models::ZooError::UnknownModel(_))) {
+        return USAGE;
+    }
+    match err.downcast_ref::<TrainError>() {
+        Some(TrainError::Diverged { .. }) => DIVERGED,
+        Some(TrainError::RunExists { .. } | TrainError::ResumeMismatch { .. }) => RUN_CONFLICT,
+        None => FAILED,
     }
 }
 
@@ -36,6 +56,5 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if args.summary {
         return commands::models::summary(model);
     }
-    cifar_models::info(model)?;
-    anyhow::bail!("training is not implemented yet; `--model {model} --summary` describes the model")
+    commands::train::run(&args, model)
 }

@@ -1,2 +1,3 @@
 pub mod models;
 pub mod export;
+pub mod train;

@@ -1,0 +1,60 @@
+//! `train --model NAME`: a training run with the seed recipe as defaults.
+
+use crate::cli::TrainArgs;
+use anyhow::{bail, Result};
+use cifar_train::fit::{self, TrainOptions};
+use cifar_train::recipe::Recipe;
+
+pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
+    cifar_models::info(model)?;
+    if args.epochs == 0 || args.batch_size == 0 {
+        bail!("--epochs and --batch-size must be at least 1");
+    }
+    if !(args.lr > 0.0 && args.lr.is_finite()) {
+        bail!("--lr must be a positive number");
+    }
+    if let Some(n) = args.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // candle's CPU kernels size their work from RAYON_NUM_THREADS; set it before any pool exists.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().ok();
+    }
+    let (device, device_name) = cifar_train::device::select(&args.device)?;
+    if !args.quiet {
+        eprintln!("device: {device_name} (--device {})", args.device);
+    }
+    let mut recipe = Recipe::seed(model);
+    recipe.epochs = args.epochs;
+    recipe.batch_size = args.batch_size;
+    recipe.lr = args.lr;
+    recipe.weight_decay = args.weight_decay;
+    recipe.milestones = args.milestones.clone().unwrap_or_else(|| Recipe::scaled_milestones(args.epochs));
+    recipe.gamma = args.gamma;
+    recipe.seed = args.seed;
+    recipe.limit_train = args.limit_train;
+    recipe.limit_eval = args.limit_eval;
+    let summary = fit::train(TrainOptions {
+        recipe,
+        data_dir: args.data_dir.clone(),
+        download: args.download,
+        device,
+        device_name,
+        out: args.out.clone(),
+        resume: args.resume,
+        ort_lib: args.ort_lib.clone(),
+        quiet: args.quiet,
+    })?;
+    let dir = fit::run_dir(&args.out, model);
+    println!(
+        "{model}: best val acc {:.4} (epoch {}), test acc {:.4} on {} images; {:.0} img/s; run folder {}",
+        summary.best_val_acc.unwrap_or(f64::NAN),
+        summary.best_epoch.map_or("-".into(), |e| e.to_string()),
+        summary.test_acc,
+        summary.test_images,
+        summary.mean_train_img_s,
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Per-epoch metrics and the files that hold them (`metrics.jsonl`, `metrics.csv`).
+
+use crate::checkpoint::write_atomically;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One completed epoch. Accuracies are fractions in [0, 1]; `epoch` counts from 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    /// Wall time of the training pass plus validation.
+    pub epoch_seconds: f64,
+    /// Training images per second over the training pass (data loading included).
+    pub train_img_s: f64,
+    pub train_images: usize,
+}
+
+pub const JSONL: &str = "metrics.jsonl";
+pub const CSV: &str = "metrics.csv";
+
+/// Rewrites both files from the history of committed epochs (so an epoch that was not
+/// checkpointed never shows up in them).
+pub fn write(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let mut jsonl = String::new();
+    for m in history {
+        jsonl += &serde_json::to_string(m)?;
+        jsonl.push('\n');
+    }
+    write_atomically(&dir.join(JSONL), jsonl.as_bytes())?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for m in history {
+        w.serialize(m)?;
+    }
+    if history.is_empty() {
+        w.write_record([
+            "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "train_img_s", "train_images",
+        ])?;
+    }
+    write_atomically(&dir.join(CSV), &w.into_inner()?)
+}

@@ -1,0 +1,69 @@
+//! Progress of an epoch: an indicatif bar on a terminal, plain log lines otherwise.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+pub struct EpochProgress {
+    bar: Option<ProgressBar>,
+    label: String,
+    total: usize,
+    done: usize,
+    images: usize,
+    started: Instant,
+    next_line: usize,
+}
+
+/// Running figures of the epoch so far.
+pub struct Running {
+    pub loss: f64,
+    pub acc: f64,
+    pub lr: f64,
+}
+
+impl EpochProgress {
+    pub fn new(label: String, batches: usize, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:28.cyan/blue}] {pos}/{len} {msg} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.clone());
+            bar
+        });
+        Self { bar, label, total: batches, done: 0, images: 0, started: Instant::now(), next_line: 1 }
+    }
+
+    pub fn img_per_s(&self) -> f64 {
+        self.images as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    pub fn batch_done(&mut self, images: usize, r: &Running, quiet: bool) {
+        self.done += 1;
+        self.images += images;
+        let msg = format!("loss {:.4} acc {:.4} lr {:.2e} {:.0} img/s", r.loss, r.acc, r.lr, self.img_per_s());
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(msg);
+                bar.inc(1);
+            }
+            // Without a terminal: a line at every tenth of the epoch.
+            None if !quiet && self.done * 10 >= self.next_line * self.total => {
+                let eta = self.started.elapsed().as_secs_f64() / self.done as f64 * (self.total - self.done) as f64;
+                eprintln!("{} {}/{} {msg} ETA {eta:.0}s", self.label, self.done, self.total);
+                while self.done * 10 >= self.next_line * self.total {
+                    self.next_line += 1;
+                }
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The training recipe: every hyper-parameter in one struct, the seed's values as defaults
+//! (spec §5), recorded with each run.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub model: String,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// AdamW learning rate before any milestone.
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Epochs (0-based) at whose start the learning rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+    /// Seeds the weights, the dropout masks, the shuffles and the augmentation.
+    pub seed: u64,
+    /// Seeds the 45k/5k split (numpy's `np.random.seed(42)` shuffle, reproduced exactly).
+    pub split_seed: u32,
+    /// Use only the first N images of the training split (None: all 45,000).
+    pub limit_train: Option<usize>,
+    /// Use only the first N images of the validation and test sets.
+    pub limit_eval: Option<usize>,
+}
+
+impl Recipe {
+    /// The seed's recipe for `model`: AdamW(3e-3, wd 0.1), batch 128, 100 epochs,
+    /// MultiStepLR([50, 75], 0.1).
+    pub fn seed(model: &str) -> Self {
+        Self {
+            model: model.to_string(),
+            epochs: 100,
+            batch_size: 128,
+            lr: 3e-3,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            milestones: vec![50, 75],
+            gamma: 0.1,
+            seed: 42,
+            split_seed: 42,
+            limit_train: None,
+            limit_eval: None,
+        }
+    }
+
+    /// The seed's milestones (at 50 % and 75 % of the schedule) for a schedule of `epochs`.
+    pub fn scaled_milestones(epochs: usize) -> Vec<usize> {
+        vec![epochs / 2, epochs * 3 / 4]
+    }
+
+    /// MultiStepLR, stepped once per epoch: the learning rate used during `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let passed = self.milestones.iter().filter(|&&m| epoch >= m).count();
+        self.lr * self.gamma.powi(passed as i32)
+    }
+
+    /// Differences that make a run folder's recipe incompatible with this one for `--resume`
+    /// (the number of epochs may grow).
+    pub fn resume_conflicts(&self, saved: &Recipe) -> Vec<String> {
+        let mut a = serde_json::to_value(self).expect("recipe serialises");
+        let mut b = serde_json::to_value(saved).expect("recipe serialises");
+        for v in [&mut a, &mut b] {
+            v.as_object_mut().expect("object").remove("epochs");
+        }
+        let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
+        a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: run has {}, asked {v}", b[k])).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_schedule_steps_at_50_and_75() {
+        let r = Recipe::seed("resnet-light");
+        let lrs: Vec<f64> = [0, 49, 50, 74, 75, 99].iter().map(|&e| r.lr_at(e)).collect();
+        let want = [3e-3, 3e-3, 3e-4, 3e-4, 3e-5, 3e-5];
+        for (got, want) in lrs.iter().zip(want) {
+            assert!((got - want).abs() < 1e-15, "{lrs:?}");
+        }
+        assert_eq!(Recipe::scaled_milestones(100), vec![50, 75]);
+        assert_eq!(Recipe::scaled_milestones(30), vec![15, 22]);
+    }
+
+    #[test]
+    fn resume_conflicts_ignore_epochs_only() {
+        let a = Recipe::seed("vgg");
+        let mut b = a.clone();
+        b.epochs = 200;
+        assert!(a.resume_conflicts(&b).is_empty());
+        b.lr = 1e-3;
+        let c = a.resume_conflicts(&b);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].starts_with("lr:"), "{c:?}");
+    }
+}

@@ -1,0 +1,180 @@
+//! `train --model` end to end on synthetic CIFAR-10 files: artifacts, learning, resume after
+//! SIGKILL, and every refusal with its exit status.
+
+use cifar_train::data::{write_synthetic, SyntheticSpec};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// One synthetic data set (official layout, 10,000 records per file) shared by the tests.
+fn data_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        write_synthetic(dir.path(), &SyntheticSpec { seed: 3, ..Default::default() }).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// A small but real run: resnet-light, 160 training images in batches of 32, constant lr.
+fn args<'a>(out: &'a str, epochs: &'a str) -> Vec<String> {
+    [
+        "--model", "resnet-light", "--data-dir", data_dir().to_str().unwrap(), "--epochs", epochs,
+        "--limit-train", "160", "--limit-eval", "64", "--batch-size", "32", "--milestones", "50,75",
+        "--threads", "2", "--device", "cpu", "--out", out, "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn train(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train")).args(args).output().unwrap()
+}
+
+fn metrics(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The metrics without the wall-clock fields.
+fn deterministic(m: &[Value]) -> Vec<Value> {
+    m.iter()
+        .map(|v| {
+            let mut v = v.clone();
+            for k in ["epoch_seconds", "train_img_s"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn full_run_writes_every_artifact_and_learns() {
+    let out = tempfile::tempdir().unwrap();
+    let o = train(&args(out.path().to_str().unwrap(), "2"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = out.path().join("resnet-light");
+    for f in [
+        "recipe.json", "metrics.jsonl", "metrics.csv", "curves.svg", "last.safetensors", "best.safetensors",
+        "resume.safetensors", "state.json", "confusion.svg", "confusion.json", "summary.json", "model.onnx",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    let m = metrics(&dir);
+    assert_eq!(m.len(), 2);
+    for key in ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "train_img_s"] {
+        assert!(m[0].get(key).is_some(), "metrics lack {key}");
+    }
+    let loss = |i: usize| m[i]["train_loss"].as_f64().unwrap();
+    assert!(loss(1) < loss(0), "training loss should fall: {} -> {}", loss(0), loss(1));
+    assert!((0.0..=1.0).contains(&m[1]["val_acc"].as_f64().unwrap()));
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.starts_with("epoch,train_loss,train_acc,val_loss,val_acc,lr,epoch_seconds,train_img_s"));
+
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["model"], "resnet-light");
+    assert_eq!(summary["params"], 310_474);
+    assert_eq!(summary["epochs"], 2);
+    assert_eq!(summary["seed"], 42);
+    assert_eq!(summary["test_images"], 64);
+    for key in ["test_acc", "best_val_acc", "wall_seconds", "device", "threads", "git_commit", "macs_per_image", "recipe"] {
+        assert!(!summary[key].is_null(), "summary lacks {key}");
+    }
+    assert!(summary["onnx_parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    let confusion: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("confusion.json")).unwrap()).unwrap();
+    let total: u64 = confusion["counts"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 64);
+    assert!((confusion["accuracy"].as_f64().unwrap() - summary["test_acc"].as_f64().unwrap()).abs() < 1e-12);
+    let svg = std::fs::read_to_string(dir.join("curves.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("accuracy"));
+    // The optimizer state holds moments for trainable parameters only, never running statistics.
+    let resume = cifar_train::checkpoint::load_resume(&dir).unwrap();
+    assert!(resume.moments.keys().all(|k| !k.contains("running")));
+    assert_eq!(resume.moments.len(), 2 * resume.model.keys().filter(|k| !k.contains("running")).count());
+    assert!(resume.model.contains_key("bn1.running_mean"));
+    // The exported model carries what the run measured.
+    let onnx = std::fs::read(dir.join("model.onnx")).unwrap();
+    let text = String::from_utf8_lossy(&onnx);
+    assert!(text.contains("cifar.test_acc") && text.contains("cifar.epochs"));
+}
+
+#[test]
+fn resume_after_sigkill_equals_an_uninterrupted_run() {
+    let whole = tempfile::tempdir().unwrap();
+    let o = train(&args(whole.path().to_str().unwrap(), "3"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let broken = tempfile::tempdir().unwrap();
+    let dir = broken.path().join("resnet-light");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args(broken.path().to_str().unwrap(), "3"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL) once the first epoch is committed, i.e. somewhere in the second.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !dir.join("state.json").exists() && Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before = metrics(&dir).len();
+    assert!(done_before < 3, "the run finished before it could be killed");
+
+    let o = train(&[args(broken.path().to_str().unwrap(), "3"), vec!["--resume".into()]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = whole.path().join("resnet-light");
+    assert_eq!(deterministic(&metrics(&a)), deterministic(&metrics(&dir)));
+    // Bit-identical weights and identical test results.
+    assert_eq!(std::fs::read(a.join("last.safetensors")).unwrap(), std::fs::read(dir.join("last.safetensors")).unwrap());
+    let s = |d: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap() };
+    assert_eq!(s(&a)["test_acc"], s(&dir)["test_acc"]);
+}
+
+#[test]
+fn refuses_to_overwrite_another_run_and_to_resume_another_recipe() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    assert!(train(&args(o, "1")).status.success());
+    let dir = out.path().join("resnet-light");
+    let before = std::fs::read(dir.join("last.safetensors")).unwrap();
+    let again = train(&args(o, "1"));
+    assert_eq!(again.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    assert_eq!(std::fs::read(dir.join("last.safetensors")).unwrap(), before, "nothing overwritten");
+    let other = train(&[args(o, "2"), vec!["--resume".into(), "--lr".into(), "0.01".into()]].concat());
+    assert_eq!(other.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("lr:"));
+}
+
+#[test]
+fn diverging_loss_stops_with_status_3() {
+    let out = tempfile::tempdir().unwrap();
+    let o = train(&[args(out.path().to_str().unwrap(), "1"), vec!["--lr".into(), "1e30".into()]].concat());
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("training diverged"));
+}
+
+#[test]
+fn bad_input_is_explained() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let unknown = train(&["--model".into(), "resnet".into(), "--out".into(), o.into()]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("valid names"));
+    let empty = tempfile::tempdir().unwrap();
+    let missing = train(&["--model".into(), "vgg".into(), "--data-dir".into(), empty.path().to_str().unwrap().into(), "--out".into(), o.into()]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no CIFAR-10 found") && err.contains("--download"), "{err}");
+    assert!(!PathBuf::from(o).join("vgg").join("summary.json").exists());
+}
