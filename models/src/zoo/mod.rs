@@ -11,7 +11,17 @@ pub use resnext::{resnext, ResNeXtConfig};
 pub use vgg::{vgg, VggConfig};
 
 use crate::seed::{SeedFigures, SEED};
-use crate::spec::{Graph, GraphError};
+use crate::spec::{Graph, GraphBuilder, GraphError, NodeId, Shape};
+
+/// The stem of the VGG, ResNet and ResNeXt models: `Conv2d(3, C, 5, padding=2)` (`conv1`) →
+/// BN (`bn1`) → ReLU on a 3×32×32 image.
+fn stem(name: &str, channels: usize) -> Result<(GraphBuilder, NodeId), GraphError> {
+    let (mut b, x) = GraphBuilder::new(name, Shape::map(3, 32, 32));
+    let x = b.conv("conv1", x, channels, 5, 1, 1)?;
+    let x = b.batch_norm("bn1", x)?;
+    let x = b.relu("relu", x)?;
+    Ok((b, x))
+}
 
 /// The registry names, cheapest to train first within each family.
 pub const MODEL_NAMES: [&str; 7] = [

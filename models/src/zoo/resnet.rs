@@ -1,7 +1,7 @@
 //! `resnetlike()` of the seed (spec §4.2): vanilla (two 3×3) chunks then bottleneck chunks;
 //! every block has a 1×1 projection shortcut, even when shapes match.
 
-use crate::spec::{Graph, GraphBuilder, GraphError, NodeId, Op, Shape};
+use crate::spec::{Graph, GraphBuilder, GraphError, NodeId, Op};
 
 /// Constructor parameters of `resnetlike`, with the seed's defaults (the light model).
 #[derive(Clone, Debug, PartialEq)]
@@ -56,10 +56,7 @@ fn bottleneck_block(b: &mut GraphBuilder, x: NodeId, out: usize, k: usize, strid
 type Block = fn(&mut GraphBuilder, NodeId, usize, usize, usize) -> Result<NodeId, GraphError>;
 
 pub fn resnet(name: &str, cfg: &ResNetConfig) -> Result<Graph, GraphError> {
-    let (mut b, x) = GraphBuilder::new(name, Shape::map(3, 32, 32));
-    let x = b.conv("conv1", x, cfg.in_channels, 5, 1, 1)?;
-    let x = b.batch_norm("bn1", x)?;
-    let mut x = b.relu("relu", x)?;
+    let (mut b, mut x) = super::stem(name, cfg.in_channels)?;
     let chunks = cfg.vanilla_chunks + cfg.bottleneck_chunks;
     for i in 0..chunks {
         let c = cfg.in_channels * cfg.expansion.pow(i as u32);

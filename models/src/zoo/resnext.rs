@@ -1,7 +1,7 @@
 //! `resnextlike()` of the seed (spec §4.3): chunks of two ResNeXt blocks (grouped 3×3 with a
 //! fixed 256-channel bottleneck) plus a chunk-level 1×1 strided shortcut without BN or ReLU.
 
-use crate::spec::{Graph, GraphBuilder, GraphError, NodeId, Op, Shape};
+use crate::spec::{Graph, GraphBuilder, GraphError, NodeId, Op};
 
 /// Constructor parameters of `resnextlike`, with the seed's defaults (the large model).
 #[derive(Clone, Debug, PartialEq)]
@@ -49,10 +49,7 @@ fn block(b: &mut GraphBuilder, cfg: &ResNeXtConfig, x: NodeId, out: usize, strid
 }
 
 pub fn resnext(name: &str, cfg: &ResNeXtConfig) -> Result<Graph, GraphError> {
-    let (mut b, x) = GraphBuilder::new(name, Shape::map(3, 32, 32));
-    let x = b.conv("conv1", x, cfg.in_channels, 5, 1, 1)?;
-    let x = b.batch_norm("bn1", x)?;
-    let mut x = b.relu("relu", x)?;
+    let (mut b, mut x) = super::stem(name, cfg.in_channels)?;
     for i in 0..cfg.num_chunks {
         let c = cfg.in_channels * cfg.expansion.pow(i as u32);
         x = b.scoped(format!("chunks.{i}"), |b| {

@@ -1,7 +1,7 @@
 //! `vgglike()` of the seed (spec §4.1): a 5×5 stem, then blocks of 3×3 convs each followed by
 //! BN and ReLU, Dropout2d only after the non-final convs of a block, max pool, two linears.
 
-use crate::spec::{Graph, GraphBuilder, GraphError, Op, Shape};
+use crate::spec::{Graph, GraphError, Op};
 
 /// Constructor parameters of `vgglike`, with the seed's defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,10 +32,7 @@ impl Default for VggConfig {
 }
 
 pub fn vgg(name: &str, cfg: &VggConfig) -> Result<Graph, GraphError> {
-    let (mut b, x) = GraphBuilder::new(name, Shape::map(3, 32, 32));
-    let x = b.conv("conv1", x, cfg.in_channels, 5, 1, 1)?;
-    let x = b.batch_norm("bn1", x)?;
-    let mut x = b.relu("relu", x)?;
+    let (mut b, mut x) = super::stem(name, cfg.in_channels)?;
     for i in 0..cfg.num_blocks {
         let c = cfg.in_channels * cfg.expansion.pow(i as u32);
         x = b.scoped(format!("blocks.{i}"), |b| {
