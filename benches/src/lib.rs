@@ -1,1 +1,50 @@
-//! Shared helpers for the benchmarks in `benches/`.
+//! Shared helpers for the benchmarks in `benches/`: one training step of a model, as the
+//! trainer runs it (train-mode forward, cross-entropy, backward, AdamW).
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{loss::cross_entropy, AdamW, ModuleT, Optimizer, ParamsAdamW};
+use cifar_models::nn::Network;
+
+/// A model with its optimiser and one fixed batch.
+pub struct TrainStep {
+    pub net: Network,
+    opt: AdamW,
+    x: Tensor,
+    labels: Tensor,
+}
+
+impl TrainStep {
+    pub fn new(model: &str, batch: usize, seed: u64) -> anyhow::Result<Self> {
+        let dev = Device::Cpu;
+        let net = Network::new(cifar_models::build(model)?, seed, DType::F32, &dev)?;
+        let opt = AdamW::new(net.trainable_vars(), ParamsAdamW { lr: 1e-3, ..Default::default() })?;
+        // A deterministic batch: the step's cost does not depend on the values.
+        let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let pixels: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| next() as f32 / (1u64 << 31) as f32 * 2.0 - 1.0).collect();
+        let labels: Vec<u32> = (0..batch).map(|_| next() % 10).collect();
+        let x = Tensor::from_vec(pixels, (batch, 3, 32, 32), &dev)?;
+        let labels = Tensor::from_vec(labels, batch, &dev)?;
+        Ok(Self { net, opt, x, labels })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.labels.dim(0).unwrap_or(0)
+    }
+
+    /// One optimisation step; returns the loss before it.
+    pub fn step(&mut self) -> Result<f32> {
+        let logits = self.net.forward_t(&self.x, true)?;
+        let loss = cross_entropy(&logits, &self.labels)?;
+        self.opt.backward_step(&loss)?;
+        loss.to_scalar::<f32>()
+    }
+}
+
+/// Sizes rayon's global pool (the kernels' threads); later calls keep the first size.
+pub fn set_threads(threads: usize) {
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+}

@@ -1,5 +1,6 @@
 //! The layer graph interpreted as a candle module: one file per building block.
 
+pub mod activation;
 pub mod batch_norm;
 pub mod conv;
 pub mod dropout;

@@ -2,7 +2,7 @@
 
 use super::batch_norm::BatchNorm;
 use super::dropout::{DropoutRng, DropoutState};
-use super::{conv, init, linear, pool};
+use super::{activation, conv, init, linear, pool};
 use crate::spec::{Graph, Op, ParamKind};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::ModuleT;
@@ -23,6 +23,10 @@ pub struct Network {
     /// Every stored tensor by name, in graph order, with its kind.
     tensors: Vec<(String, ParamKind, Var)>,
     readers: Vec<usize>,
+    /// Batch norms whose only reader is a ReLU compute it themselves (one pass, one tensor
+    /// less); that ReLU node then passes its input through.
+    fused_relu: Vec<bool>,
+    relu_done: Vec<bool>,
     dropout: DropoutRng,
     device: Device,
     dtype: DType,
@@ -60,9 +64,19 @@ impl Network {
             })
             .collect();
         let readers = graph.reader_counts();
+        let mut fused_relu = vec![false; graph.nodes.len()];
+        let mut relu_done = vec![false; graph.nodes.len()];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let (Op::Relu, [src]) = (&node.op, node.inputs.as_slice()) {
+                if matches!(graph.nodes[*src].op, Op::BatchNorm { .. }) && readers[*src] == 1 {
+                    fused_relu[*src] = true;
+                    relu_done[i] = true;
+                }
+            }
+        }
         // A separate stream from the one that drew the weights.
         let dropout = DropoutRng::new(seed ^ 0xD50F_0A7C_0000_0001);
-        Ok(Self { graph, layers, tensors, readers, dropout, device: device.clone(), dtype })
+        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, dropout, device: device.clone(), dtype })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -159,8 +173,9 @@ impl ModuleT for Network {
                 (Op::Linear { .. }, Layer::Affine { weight, bias }) => {
                     linear::linear(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor))?
                 }
-                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) => bn.forward_t(x, train)?,
-                (Op::Relu, _) => x.relu()?,
+                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) => bn.forward_t_act(x, train, self.fused_relu[i])?,
+                (Op::Relu, _) if self.relu_done[i] => x.clone(),
+                (Op::Relu, _) => activation::relu(x)?,
                 (Op::MaxPool { kernel }, _) => pool::max_pool2d(x, *kernel)?,
                 (Op::AvgPool { kernel }, _) => pool::avg_pool2d(x, *kernel)?,
                 (Op::GlobalAvgPool, _) => pool::global_avg_pool(x)?,

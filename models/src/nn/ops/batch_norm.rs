@@ -1,0 +1,294 @@
+//! `BatchNorm2d` in training mode on CPU: batch statistics in one pass over the input, the
+//! normalisation in a second, optionally followed by a ReLU; the backward is one reduction pass
+//! and one pass writing the input gradient.
+//!
+//! candle's formulation runs a dozen broadcasts and reductions over strided dimensions per
+//! call, forward and backward.
+
+use super::relu::ReluGrad;
+use super::scratch::Pooled;
+use super::storage::{num_like::NumLike, same_dtype, slice_of, with_float_type};
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
+
+/// Per-channel batch mean and biased variance, in f64 whatever the tensor dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchStats {
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+    /// Values each statistic is taken over (N·H·W).
+    pub count: usize,
+}
+
+/// `(x, weight, bias) → y` with batch statistics, `y = relu?((x - mean) / √(var + eps) · w + b)`.
+/// The statistics the forward computed are published through [`BatchNormTrain::stats`].
+#[derive(Clone, Debug)]
+pub struct BatchNormTrain {
+    pub eps: f64,
+    pub relu: bool,
+    stats: Arc<OnceLock<BatchStats>>,
+}
+
+impl BatchNormTrain {
+    pub fn new(eps: f64, relu: bool) -> Self {
+        Self { eps, relu, stats: Arc::default() }
+    }
+
+    /// A handle that holds the batch statistics once the op has run.
+    pub fn stats(&self) -> Arc<OnceLock<BatchStats>> {
+        self.stats.clone()
+    }
+}
+
+/// `(n, c, h·w)` of an NCHW layout.
+fn nc_p(l: &Layout, op: &str) -> Result<(usize, usize, usize)> {
+    match *l.dims() {
+        [n, c, h, w] => Ok((n, c, h * w)),
+        ref d => bail!("{op}: expected NCHW, got {d:?}"),
+    }
+}
+
+fn check_channels(l: &Layout, c: usize, what: &str, op: &str) -> Result<()> {
+    if l.dims() != [c] {
+        bail!("{op}: {what} has shape {:?}, expected [{c}]", l.dims());
+    }
+    Ok(())
+}
+
+/// Sums of `(v - shift)` and `(v - shift)²` over a plane, in T lanes then f64: shifting by
+/// a sample of the channel keeps the variance free of cancellation.
+fn shifted_sums<T: NumLike>(v: &[T], shift: T) -> (f64, f64) {
+    const L: usize = 16;
+    let (mut s, mut q) = ([T::ZERO; L], [T::ZERO; L]);
+    let mut chunks = v.chunks_exact(L);
+    for ch in &mut chunks {
+        for i in 0..L {
+            let d = ch[i] - shift;
+            s[i] += d;
+            q[i] += d * d;
+        }
+    }
+    let (mut s64, mut q64) = (0f64, 0f64);
+    for &x in chunks.remainder() {
+        let d = (x - shift).to_f64();
+        s64 += d;
+        q64 += d * d;
+    }
+    for i in 0..L {
+        s64 += s[i].to_f64();
+        q64 += q[i].to_f64();
+    }
+    (s64, q64)
+}
+
+/// Σ dy and Σ dy·(x - mean) over a plane.
+fn grad_sums<T: NumLike>(x: &[T], dy: &[T], mean: T) -> (f64, f64) {
+    const L: usize = 16;
+    let (mut s, mut q) = ([T::ZERO; L], [T::ZERO; L]);
+    let (mut xc, mut gc) = (x.chunks_exact(L), dy.chunks_exact(L));
+    for (xa, ga) in (&mut xc).zip(&mut gc) {
+        for i in 0..L {
+            s[i] += ga[i];
+            q[i] += ga[i] * (xa[i] - mean);
+        }
+    }
+    let (mut s64, mut q64) = (0f64, 0f64);
+    for (&xv, &g) in xc.remainder().iter().zip(gc.remainder()) {
+        s64 += g.to_f64();
+        q64 += (g * (xv - mean)).to_f64();
+    }
+    for i in 0..L {
+        s64 += s[i].to_f64();
+        q64 += q[i].to_f64();
+    }
+    (s64, q64)
+}
+
+/// Batch statistics of an `n × c × p` tensor, channels in parallel.
+pub fn batch_stats<T: NumLike>(x: &[T], n: usize, c: usize, p: usize) -> BatchStats {
+    let count = (n * p) as f64;
+    let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let shift = x[ch * p];
+            let (mut s, mut q) = (0f64, 0f64);
+            for j in 0..n {
+                let (a, b) = shifted_sums(&x[(j * c + ch) * p..][..p], shift);
+                s += a;
+                q += b;
+            }
+            let m = s / count;
+            (shift.to_f64() + m, (q / count - m * m).max(0.0))
+        })
+        .unzip();
+    BatchStats { mean, var, count: n * p }
+}
+
+/// `y = x·scale[c] + shift[c]`, clamped at 0 when `relu`, for every channel plane.
+fn affine_planes<T: Pooled>(x: &[T], y: &mut [T], c: usize, p: usize, scale: &[T], shift: &[T], relu: bool) {
+    y.par_chunks_mut(p).zip(x.par_chunks(p)).enumerate().for_each(|(i, (yo, xi))| {
+        let (a, b) = (scale[i % c], shift[i % c]);
+        if relu {
+            for (o, &v) in yo.iter_mut().zip(xi) {
+                let t = v * a + b;
+                *o = if t > T::ZERO { t } else { T::ZERO };
+            }
+        } else {
+            for (o, &v) in yo.iter_mut().zip(xi) {
+                *o = v * a + b;
+            }
+        }
+    });
+}
+
+pub fn forward<T: Pooled>(x: &[T], w: &[T], b: &[T], n: usize, c: usize, p: usize, eps: f64, relu: bool) -> (Vec<T>, BatchStats) {
+    let stats = batch_stats(x, n, c, p);
+    let mut scale = Vec::with_capacity(c);
+    let mut shift = Vec::with_capacity(c);
+    for ch in 0..c {
+        let a = w[ch].to_f64() / (stats.var[ch] + eps).sqrt();
+        scale.push(T::from_f64(a));
+        shift.push(T::from_f64(b[ch].to_f64() - stats.mean[ch] * a));
+    }
+    let mut y = vec![T::ZERO; x.len()];
+    affine_planes(x, &mut y, c, p, &scale, &shift, relu);
+    (y, stats)
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        same_dtype(s1, s2, self.name())?;
+        same_dtype(s1, s3, self.name())?;
+        let (n, c, p) = nc_p(l1, self.name())?;
+        check_channels(l2, c, "weight", self.name())?;
+        check_channels(l3, c, "bias", self.name())?;
+        if n * p < 2 {
+            bail!("BatchNorm2d in training needs more than one value per channel, got input {:?}", l1.dims());
+        }
+        let (out, stats) = with_float_type!(s1.dtype(), self.name(), T => {
+            let x = slice_of::<T>(s1, l1, self.name())?;
+            let w = slice_of::<T>(s2, l2, self.name())?;
+            let b = slice_of::<T>(s3, l3, self.name())?;
+            let (y, stats) = forward(x, w, b, n, c, p, self.eps, self.relu);
+            (T::storage(y), stats)
+        });
+        if self.stats.set(stats).is_err() {
+            bail!("{}: an op instance runs once; build a new one per call", self.name());
+        }
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(stats) = self.stats.get() else { bail!("{}: backward before forward", self.name()) };
+        let mut dy = grad.contiguous()?;
+        if self.relu {
+            dy = y.apply_op2_no_bwd(&dy, &ReluGrad)?;
+        }
+        let stats = Arc::new(stats.clone());
+        // [Σ dy·x̂, Σ dy] per channel: the weight and bias gradients.
+        let sums = x.apply_op2_no_bwd(&dy, &BatchNormGradSums { stats: stats.clone(), eps: self.eps })?;
+        let coeffs = Tensor::cat(&[w.unsqueeze(0)?, sums.clone()], 0)?;
+        let dx = x.apply_op3_no_bwd(&dy, &coeffs, &BatchNormInputGrad { stats, eps: self.eps })?;
+        Ok((Some(dx), Some(sums.get(0)?), Some(sums.get(1)?)))
+    }
+}
+
+/// `(x, dy) → [[Σ dy·x̂], [Σ dy]]`, shape `[2, C]`.
+#[derive(Clone, Debug)]
+struct BatchNormGradSums {
+    stats: Arc<BatchStats>,
+    eps: f64,
+}
+
+impl CustomOp2 for BatchNormGradSums {
+    fn name(&self) -> &'static str {
+        "batch-norm-grad-sums"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        same_dtype(s1, s2, self.name())?;
+        let (n, c, p) = nc_p(l1, self.name())?;
+        if l1.shape() != l2.shape() || self.stats.mean.len() != c {
+            bail!("{}: input {:?}, gradient {:?} and statistics do not match", self.name(), l1.dims(), l2.dims());
+        }
+        let st = &self.stats;
+        let out = with_float_type!(s1.dtype(), self.name(), T => {
+            let x = slice_of::<T>(s1, l1, self.name())?;
+            let dy = slice_of::<T>(s2, l2, self.name())?;
+            let sums: Vec<(f64, f64)> = (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    let m = T::from_f64(st.mean[ch]);
+                    let (mut s, mut q) = (0f64, 0f64);
+                    for j in 0..n {
+                        let at = (j * c + ch) * p;
+                        let (a, b) = grad_sums(&x[at..at + p], &dy[at..at + p], m);
+                        s += a;
+                        q += b;
+                    }
+                    // Σ dy·x̂ = Σ dy·(x - mean) / σ
+                    (q / (st.var[ch] + self.eps).sqrt(), s)
+                })
+                .collect();
+            let mut v: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();
+            v.extend(sums.iter().map(|s| T::from_f64(s.1)));
+            T::storage(v)
+        });
+        Ok((out, Shape::from((2, c))))
+    }
+}
+
+/// `(x, dy, [weight; Σ dy·x̂; Σ dy]) → dx`.
+#[derive(Clone, Debug)]
+struct BatchNormInputGrad {
+    stats: Arc<BatchStats>,
+    eps: f64,
+}
+
+impl CustomOp3 for BatchNormInputGrad {
+    fn name(&self) -> &'static str {
+        "batch-norm-input-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        same_dtype(s1, s2, self.name())?;
+        same_dtype(s1, s3, self.name())?;
+        let (_, c, p) = nc_p(l1, self.name())?;
+        if l1.shape() != l2.shape() || l3.dims() != [3, c] || self.stats.mean.len() != c {
+            bail!("{}: input {:?}, gradient {:?}, coefficients {:?} do not match", self.name(), l1.dims(), l2.dims(), l3.dims());
+        }
+        let st = &self.stats;
+        let count = st.count as f64;
+        let out = with_float_type!(s1.dtype(), self.name(), T => {
+            let x = slice_of::<T>(s1, l1, self.name())?;
+            let dy = slice_of::<T>(s2, l2, self.name())?;
+            let co = slice_of::<T>(s3, l3, self.name())?;
+            // dx = γσ⁻¹·(dy - Σdy/N - x̂·Σ(dy·x̂)/N) = k1·dy + k2·(x - mean) + k3 per channel
+            // (centring before scaling keeps f32 exact when |mean| ≫ σ).
+            let mut k = Vec::with_capacity(c);
+            for ch in 0..c {
+                let inv_std = 1.0 / (st.var[ch] + self.eps).sqrt();
+                let k1 = co[ch].to_f64() * inv_std;
+                let k2 = -k1 * inv_std * co[c + ch].to_f64() / count;
+                let k3 = -k1 * co[2 * c + ch].to_f64() / count;
+                k.push((T::from_f64(k1), T::from_f64(k2), T::from_f64(k3), T::from_f64(st.mean[ch])));
+            }
+            let mut dx = vec![T::ZERO; x.len()];
+            dx.par_chunks_mut(p).enumerate().for_each(|(i, d)| {
+                let (k1, k2, k3, m) = k[i % c];
+                let at = i * p;
+                for ((d, &g), &v) in d.iter_mut().zip(&dy[at..at + p]).zip(&x[at..at + p]) {
+                    *d = k1 * g + k2 * (v - m) + k3;
+                }
+            });
+            T::storage(dx)
+        });
+        Ok((out, l1.shape().clone()))
+    }
+}
