@@ -5,7 +5,7 @@
 
 use cifar_models::nn::ops::conv2d_backward::{input_grad, weight_grad};
 use cifar_models::nn::ops::conv_geom::ConvGeom;
-use cifar_models::nn::ops::conv2d;
+use cifar_models::nn::ops::{conv2d, grouped_conv};
 use std::time::Instant;
 
 /// (cin, cout, k, stride, h, groups)
@@ -68,11 +68,11 @@ fn main() -> candle_core::Result<()> {
         let b = fill(cout, 3);
         let dy = fill(n * cout * g.out_plane(), 4);
         let gmac = g.macs() as f64 / 1e9;
-        let (tf, tx, tw) = if grouped && false {
+        let (tf, tx, tw) = if grouped {
             (
-                time(iters, || drop(conv2d::forward(&x, &w, &b, &g))),
-                time(iters, || drop(input_grad(&dy, &w, &g))),
-                time(iters, || drop(weight_grad(&x, &dy, &g))),
+                time(iters, || drop(grouped_conv::forward(&x, &w, &b, &g))),
+                time(iters, || drop(grouped_conv::input_grad(&dy, &w, &g))),
+                time(iters, || drop(grouped_conv::weight_grad(&x, &dy, &g))),
             )
         } else {
             (
