@@ -231,7 +231,9 @@ fn fused_batch_norm_relu_equals_the_two_layers() -> Result<()> {
 fn relu_matches_candle() -> Result<()> {
     for dtype in [DType::F32, DType::F64] {
         let x = Lcg(8).tensor(&[3, 5, 7, 11], dtype)?;
-        compare("relu", &[x], 1e-12, |t| activation::relu(&t[0]), |t| t[0].relu())?;
+        compare("relu", &[x.clone()], 1e-12, |t| activation::relu(&t[0]), |t| t[0].relu())?;
+        let b = Lcg(9).tensor(&[3, 5, 7, 11], dtype)?;
+        compare("add + relu", &[x, b], 1e-12, |t| activation::add_relu(&t[0], &t[1]), |t| (&t[0] + &t[1])?.relu())?;
     }
     Ok(())
 }

@@ -12,6 +12,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     models: Vec<String>,
     iters: usize,

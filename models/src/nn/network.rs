@@ -23,8 +23,8 @@ pub struct Network {
     /// Every stored tensor by name, in graph order, with its kind.
     tensors: Vec<(String, ParamKind, Var)>,
     readers: Vec<usize>,
-    /// Batch norms whose only reader is a ReLU compute it themselves (one pass, one tensor
-    /// less); that ReLU node then passes its input through.
+    /// Batch norms and residual sums whose only reader is a ReLU compute it themselves (one
+    /// pass and one autograd node less); that ReLU node then passes its input through.
     fused_relu: Vec<bool>,
     relu_done: Vec<bool>,
     dropout: DropoutRng,
@@ -68,7 +68,12 @@ impl Network {
         let mut relu_done = vec![false; graph.nodes.len()];
         for (i, node) in graph.nodes.iter().enumerate() {
             if let (Op::Relu, [src]) = (&node.op, node.inputs.as_slice()) {
-                if matches!(graph.nodes[*src].op, Op::BatchNorm { .. }) && readers[*src] == 1 {
+                let fusable = match graph.nodes[*src].op {
+                    Op::BatchNorm { .. } => true,
+                    Op::Add => graph.nodes[*src].inputs.len() == 2,
+                    _ => false,
+                };
+                if fusable && readers[*src] == 1 {
                     fused_relu[*src] = true;
                     relu_done[i] = true;
                 }
@@ -183,6 +188,7 @@ impl ModuleT for Network {
                 (Op::Dropout { p }, _) if train => self.dropout.dropout(x, *p)?,
                 (Op::Dropout2d { .. } | Op::Dropout { .. }, _) => x.clone(),
                 (Op::Flatten, _) => x.flatten_from(1)?,
+                (Op::Add, _) if self.fused_relu[i] => activation::add_relu(&inputs[0], &inputs[1])?,
                 (Op::Add, _) => {
                     let mut acc = x.clone();
                     for t in &inputs[1..] {

@@ -5,11 +5,10 @@
 //! candle's formulation runs a dozen broadcasts and reductions over strided dimensions per
 //! call, forward and backward.
 
-use super::relu::ReluGrad;
 use super::scratch::Pooled;
 use super::storage::{num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -83,21 +82,35 @@ fn shifted_sums<T: NumLike>(v: &[T], shift: T) -> (f64, f64) {
     (s64, q64)
 }
 
-/// Σ dy and Σ dy·(x - mean) over a plane.
-fn grad_sums<T: NumLike>(x: &[T], dy: &[T], mean: T) -> (f64, f64) {
+/// Σ g and Σ g·(x - mean) over a plane, g = dy masked by `y > 0` when a mask is given.
+fn grad_sums<T: NumLike>(x: &[T], dy: &[T], mask: Option<&[T]>, mean: T) -> (f64, f64) {
     const L: usize = 16;
     let (mut s, mut q) = ([T::ZERO; L], [T::ZERO; L]);
-    let (mut xc, mut gc) = (x.chunks_exact(L), dy.chunks_exact(L));
-    for (xa, ga) in (&mut xc).zip(&mut gc) {
-        for i in 0..L {
-            s[i] += ga[i];
-            q[i] += ga[i] * (xa[i] - mean);
+    let (mut s64, mut q64) = (0f64, 0f64);
+    let n = x.len() / L * L;
+    match mask {
+        None => {
+            for (xa, ga) in x[..n].chunks_exact(L).zip(dy[..n].chunks_exact(L)) {
+                for i in 0..L {
+                    s[i] += ga[i];
+                    q[i] += ga[i] * (xa[i] - mean);
+                }
+            }
+        }
+        Some(y) => {
+            for ((xa, ga), ya) in x[..n].chunks_exact(L).zip(dy[..n].chunks_exact(L)).zip(y[..n].chunks_exact(L)) {
+                for i in 0..L {
+                    let g = if ya[i] > T::ZERO { ga[i] } else { T::ZERO };
+                    s[i] += g;
+                    q[i] += g * (xa[i] - mean);
+                }
+            }
         }
     }
-    let (mut s64, mut q64) = (0f64, 0f64);
-    for (&xv, &g) in xc.remainder().iter().zip(gc.remainder()) {
+    for j in n..x.len() {
+        let g = if mask.is_some_and(|y| !(y[j] > T::ZERO)) { T::ZERO } else { dy[j] };
         s64 += g.to_f64();
-        q64 += (g * (xv - mean)).to_f64();
+        q64 += (g * (x[j] - mean)).to_f64();
     }
     for i in 0..L {
         s64 += s[i].to_f64();
@@ -186,49 +199,64 @@ impl CustomOp3 for BatchNormTrain {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let Some(stats) = self.stats.get() else { bail!("{}: backward before forward", self.name()) };
-        let mut dy = grad.contiguous()?;
-        if self.relu {
-            dy = y.apply_op2_no_bwd(&dy, &ReluGrad)?;
-        }
         let stats = Arc::new(stats.clone());
-        // [Σ dy·x̂, Σ dy] per channel: the weight and bias gradients.
-        let sums = x.apply_op2_no_bwd(&dy, &BatchNormGradSums { stats: stats.clone(), eps: self.eps })?;
-        let coeffs = Tensor::cat(&[w.unsqueeze(0)?, sums.clone()], 0)?;
-        let dx = x.apply_op3_no_bwd(&dy, &coeffs, &BatchNormInputGrad { stats, eps: self.eps })?;
+        let dy = grad.contiguous()?;
+        // With the ReLU fused, both passes mask dy by y > 0 as they read it; without, the
+        // third operand is unused.
+        let mask = if self.relu { y } else { &dy };
+        let sums = x.apply_op3_no_bwd(&dy, mask, &BatchNormGradSums { stats: stats.clone(), eps: self.eps, relu: self.relu })?;
+        // dx = γσ⁻¹·(dy - Σdy/N - x̂·Σ(dy·x̂)/N) = k1·dy + k2·(x - mean) + k3 per channel
+        // (centring before scaling keeps f32 exact when |mean| ≫ σ).
+        let gamma = w.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let s = sums.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let count = stats.count as f64;
+        let k = (0..gamma.len())
+            .map(|ch| {
+                let inv_std = 1.0 / (stats.var[ch] + self.eps).sqrt();
+                let k1 = gamma[ch] * inv_std;
+                [k1, -k1 * inv_std * s[0][ch] / count, -k1 * s[1][ch] / count, stats.mean[ch]]
+            })
+            .collect();
+        let dx = x.apply_op3_no_bwd(&dy, mask, &BatchNormInputGrad { k: Arc::new(k), relu: self.relu })?;
         Ok((Some(dx), Some(sums.get(0)?), Some(sums.get(1)?)))
     }
 }
 
-/// `(x, dy) → [[Σ dy·x̂], [Σ dy]]`, shape `[2, C]`.
+/// `(x, dy, y) → [[Σ g·x̂], [Σ g]]`, shape `[2, C]`, where g is dy, masked by y > 0 when the
+/// forward had a ReLU.
 #[derive(Clone, Debug)]
 struct BatchNormGradSums {
     stats: Arc<BatchStats>,
     eps: f64,
+    relu: bool,
 }
 
-impl CustomOp2 for BatchNormGradSums {
+impl CustomOp3 for BatchNormGradSums {
     fn name(&self) -> &'static str {
         "batch-norm-grad-sums"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         same_dtype(s1, s2, self.name())?;
+        same_dtype(s1, s3, self.name())?;
         let (n, c, p) = nc_p(l1, self.name())?;
-        if l1.shape() != l2.shape() || self.stats.mean.len() != c {
+        if l1.shape() != l2.shape() || l1.shape() != l3.shape() || self.stats.mean.len() != c {
             bail!("{}: input {:?}, gradient {:?} and statistics do not match", self.name(), l1.dims(), l2.dims());
         }
         let st = &self.stats;
         let out = with_float_type!(s1.dtype(), self.name(), T => {
             let x = slice_of::<T>(s1, l1, self.name())?;
             let dy = slice_of::<T>(s2, l2, self.name())?;
+            let y = slice_of::<T>(s3, l3, self.name())?;
             let sums: Vec<(f64, f64)> = (0..c)
                 .into_par_iter()
                 .map(|ch| {
                     let m = T::from_f64(st.mean[ch]);
                     let (mut s, mut q) = (0f64, 0f64);
                     for j in 0..n {
-                        let at = (j * c + ch) * p;
-                        let (a, b) = grad_sums(&x[at..at + p], &dy[at..at + p], m);
+                        let r = (j * c + ch) * p..(j * c + ch + 1) * p;
+                        let mask = if self.relu { Some(&y[r.clone()]) } else { None };
+                        let (a, b) = grad_sums(&x[r.clone()], &dy[r], mask, m);
                         s += a;
                         q += b;
                     }
@@ -244,11 +272,12 @@ impl CustomOp2 for BatchNormGradSums {
     }
 }
 
-/// `(x, dy, [weight; Σ dy·x̂; Σ dy]) → dx`.
+/// `(x, dy, y) → dx` from per-channel coefficients `[k1, k2, k3, mean]`:
+/// `dx = k1·g + k2·(x - mean) + k3`, g as in [`BatchNormGradSums`].
 #[derive(Clone, Debug)]
 struct BatchNormInputGrad {
-    stats: Arc<BatchStats>,
-    eps: f64,
+    k: Arc<Vec<[f64; 4]>>,
+    relu: bool,
 }
 
 impl CustomOp3 for BatchNormInputGrad {
@@ -260,31 +289,28 @@ impl CustomOp3 for BatchNormInputGrad {
         same_dtype(s1, s2, self.name())?;
         same_dtype(s1, s3, self.name())?;
         let (_, c, p) = nc_p(l1, self.name())?;
-        if l1.shape() != l2.shape() || l3.dims() != [3, c] || self.stats.mean.len() != c {
-            bail!("{}: input {:?}, gradient {:?}, coefficients {:?} do not match", self.name(), l1.dims(), l2.dims(), l3.dims());
+        if l1.shape() != l2.shape() || l1.shape() != l3.shape() || self.k.len() != c {
+            bail!("{}: input {:?}, gradient {:?} and coefficients do not match", self.name(), l1.dims(), l2.dims());
         }
-        let st = &self.stats;
-        let count = st.count as f64;
         let out = with_float_type!(s1.dtype(), self.name(), T => {
             let x = slice_of::<T>(s1, l1, self.name())?;
             let dy = slice_of::<T>(s2, l2, self.name())?;
-            let co = slice_of::<T>(s3, l3, self.name())?;
-            // dx = γσ⁻¹·(dy - Σdy/N - x̂·Σ(dy·x̂)/N) = k1·dy + k2·(x - mean) + k3 per channel
-            // (centring before scaling keeps f32 exact when |mean| ≫ σ).
-            let mut k = Vec::with_capacity(c);
-            for ch in 0..c {
-                let inv_std = 1.0 / (st.var[ch] + self.eps).sqrt();
-                let k1 = co[ch].to_f64() * inv_std;
-                let k2 = -k1 * inv_std * co[c + ch].to_f64() / count;
-                let k3 = -k1 * co[2 * c + ch].to_f64() / count;
-                k.push((T::from_f64(k1), T::from_f64(k2), T::from_f64(k3), T::from_f64(st.mean[ch])));
-            }
+            let y = slice_of::<T>(s3, l3, self.name())?;
+            let k: Vec<[T; 4]> = self.k.iter().map(|k| k.map(T::from_f64)).collect();
             let mut dx = vec![T::ZERO; x.len()];
             dx.par_chunks_mut(p).enumerate().for_each(|(i, d)| {
-                let (k1, k2, k3, m) = k[i % c];
-                let at = i * p;
-                for ((d, &g), &v) in d.iter_mut().zip(&dy[at..at + p]).zip(&x[at..at + p]) {
-                    *d = k1 * g + k2 * (v - m) + k3;
+                let [k1, k2, k3, m] = k[i % c];
+                let r = i * p..(i + 1) * p;
+                let (x, dy) = (&x[r.clone()], &dy[r.clone()]);
+                if self.relu {
+                    for (((d, &g), &v), &y) in d.iter_mut().zip(dy).zip(x).zip(&y[r]) {
+                        let g = if y > T::ZERO { g } else { T::ZERO };
+                        *d = k1 * g + k2 * (v - m) + k3;
+                    }
+                } else {
+                    for ((d, &g), &v) in d.iter_mut().zip(dy).zip(x) {
+                        *d = k1 * g + k2 * (v - m) + k3;
+                    }
                 }
             });
             T::storage(dx)

@@ -86,13 +86,30 @@ impl CustomOp1 for BiasGrad {
 }
 
 fn channel_sums<T: Pooled>(dy: &[T], n: usize, c: usize, p: usize) -> Vec<T> {
-    let mut acc = vec![0f64; c];
-    for j in 0..n {
-        for (ch, a) in acc.iter_mut().enumerate() {
-            *a += dy[(j * c + ch) * p..][..p].iter().map(|v| v.to_f64()).sum::<f64>();
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut total = 0f64;
+            for j in 0..n {
+                total += plane_sum(&dy[(j * c + ch) * p..][..p]);
+            }
+            T::from_f64(total)
+        })
+        .collect()
+}
+
+/// Sum of a plane in 16 T lanes (vectorisable), then f64.
+fn plane_sum<T: NumLike>(v: &[T]) -> f64 {
+    const L: usize = 16;
+    let mut acc = [T::ZERO; L];
+    let mut chunks = v.chunks_exact(L);
+    for ch in &mut chunks {
+        for i in 0..L {
+            acc[i] += ch[i];
         }
     }
-    acc.into_iter().map(T::from_f64).collect()
+    let tail: f64 = chunks.remainder().iter().map(|v| v.to_f64()).sum();
+    acc.iter().map(|v| v.to_f64()).sum::<f64>() + tail
 }
 
 /// The chunk of `dy` as a column-major `M × Cout` matrix: the slice itself for one image,

@@ -66,3 +66,38 @@ impl CustomOp2 for ReluGrad {
     }
 }
 
+
+/// `max(a + b, 0)`: a residual sum and its ReLU in one pass and one autograd node.
+#[derive(Clone, Copy, Debug)]
+pub struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "add-relu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        same_dtype(s1, s2, self.name())?;
+        if l1.shape() != l2.shape() {
+            bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.dims(), l2.dims());
+        }
+        let out = with_float_type!(s1.dtype(), self.name(), T => {
+            let a = slice_of::<T>(s1, l1, self.name())?;
+            let b = slice_of::<T>(s2, l2, self.name())?;
+            let mut y = vec![T::ZERO; a.len()];
+            y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| {
+                for ((o, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    let s = a + b;
+                    *o = if s > T::ZERO { s } else { T::ZERO };
+                }
+            });
+            T::storage(y)
+        });
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(&self, _a: &Tensor, _b: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = y.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
