@@ -44,6 +44,27 @@ impl TrainStep {
     }
 }
 
+/// mimalloc as the global allocator of the binaries that link this crate: a training step
+/// frees and reallocates hundreds of MB of activations, which glibc returns to the kernel and
+/// faults back in page by page (700k page faults per resnet-light step batch of 5).
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Makes mimalloc keep freed memory instead of purging it back to the kernel after 10 ms
+/// (measured, best of 5 interleaved runs, img/s: resnet-light 116 → 140, vgg 150 → 177,
+/// densenet-small 38 → 49 against glibc; mimalloc with purging was slower than glibc).
+/// Call first thing in `main`.
+pub fn tune_allocator() {
+    #[cfg(not(feature = "system-alloc"))]
+    {
+        /// `mi_option_purge_delay` of mimalloc 2 (the sys crate names no constant for it).
+        const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        // SAFETY: sets a process-wide option; mimalloc allows this at any time.
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+    }
+}
+
 /// Sizes rayon's global pool (the kernels' threads); later calls keep the first size.
 pub fn set_threads(threads: usize) {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();

@@ -93,6 +93,7 @@ fn dense_conv_matches_candle_on_model_shapes() -> Result<()> {
         conv_case(16, conv_spec(24, 40, 1, 1, 1), 8, 8, dtype)?; // pointwise, one chunk
         conv_case(8, conv_spec(16, 32, 1, 2, 1), 32, 32, dtype)?; // strided shortcut
         conv_case(4, conv_spec(64, 128, 3, 1, 1), 2, 2, dtype)?; // tiny maps
+        conv_case(4, conv_spec(24, 12, 3, 1, 1), 16, 16, dtype)?; // direct input and weight gradients
         conv_case(2, conv_spec(32, 64, 1, 1, 1), 1, 1, dtype)?; // 1x1 maps
     }
     Ok(())

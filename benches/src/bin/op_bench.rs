@@ -1,9 +1,11 @@
 //! Per-op throughput of the CPU conv kernels on the layer shapes the seven models use, at
-//! batch 128 (or `--batch`): GMAC/s of forward, input gradient and weight gradient.
+//! batch 128 (or `--batch`): GMAC/s of forward, input gradient and weight gradient. Dense
+//! layers run im2col + gemm, or with `--direct` the direct kernel, whichever the models
+//! would pick (`nn::ops::conv_plan::use_direct`).
 //!
 //!     cargo run --release -p cifar-benches --bin op_bench -- [--batch 128] [--iters 5] [--filter dense|grouped]
 
-use cifar_models::nn::ops::conv2d_backward::{input_grad, weight_grad};
+use cifar_models::nn::ops::conv2d_backward::{input_grad_gemm, weight_grad_gemm};
 use cifar_models::nn::ops::conv_geom::ConvGeom;
 use cifar_models::nn::ops::{conv2d, grouped_conv};
 use std::time::Instant;
@@ -22,6 +24,10 @@ const LAYERS: &[(usize, usize, usize, usize, usize, usize)] = &[
     (256, 128, 1, 1, 32, 1),
     (128, 256, 1, 2, 32, 1),
     (48, 12, 3, 1, 32, 1),
+    (48, 12, 3, 1, 16, 1),
+    (48, 12, 3, 1, 8, 1),
+    (64, 16, 3, 1, 32, 1),
+    (64, 64, 3, 2, 16, 1),
     (144, 48, 1, 1, 32, 1),
     (512, 1024, 1, 1, 2, 1),
     (256, 256, 3, 1, 32, 64),
@@ -43,6 +49,7 @@ fn time(iters: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> candle_core::Result<()> {
+    cifar_benches::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let n: usize = arg("--batch").and_then(|v| v.parse().ok()).unwrap_or(128);
@@ -68,7 +75,8 @@ fn main() -> candle_core::Result<()> {
         let b = fill(cout, 3);
         let dy = fill(n * cout * g.out_plane(), 4);
         let gmac = g.macs() as f64 / 1e9;
-        let (tf, tx, tw) = if grouped {
+        // `--direct`: dense layers through the direct kernel too, to compare with gemm.
+        let (tf, tx, tw) = if grouped || args.iter().any(|a| a == "--direct") {
             (
                 time(iters, || drop(grouped_conv::forward(&x, &w, &b, &g))),
                 time(iters, || drop(grouped_conv::input_grad(&dy, &w, &g))),
@@ -76,9 +84,9 @@ fn main() -> candle_core::Result<()> {
             )
         } else {
             (
-                time(iters, || drop(conv2d::forward(&x, &w, &b, &g))),
-                time(iters, || drop(input_grad(&dy, &w, &g))),
-                time(iters, || drop(weight_grad(&x, &dy, &g))),
+                time(iters, || drop(conv2d::forward_gemm(&x, &w, &b, &g))),
+                time(iters, || drop(input_grad_gemm(&dy, &w, &g))),
+                time(iters, || drop(weight_grad_gemm(&x, &dy, &g))),
             )
         };
         let rate = |t: f64| format!("{:>5.1} {:>4.0}ms", gmac / t, t * 1e3);

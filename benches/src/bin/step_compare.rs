@@ -5,16 +5,12 @@
 //!     cargo run --release -p cifar-benches --bin step_compare -- --models all --iters 5
 
 use anyhow::{bail, Context, Result};
-use cifar_benches::{set_threads, TrainStep};
+use cifar_benches::{set_threads, tune_allocator, TrainStep};
 use cifar_models::MODEL_NAMES;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
-
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     models: Vec<String>,
@@ -100,6 +96,7 @@ fn torch(a: &Args) -> Result<Option<HashMap<String, f64>>> {
 }
 
 fn main() -> Result<()> {
+    tune_allocator();
     let a = parse()?;
     set_threads(a.threads);
     let mut rows = Vec::new();

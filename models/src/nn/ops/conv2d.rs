@@ -6,7 +6,8 @@
 
 use super::conv2d_backward::{BiasGrad, Conv2dInputGrad, Conv2dWeightGrad};
 use super::conv_geom::ConvGeom;
-use super::conv_plan::ConvPlan;
+use super::conv_plan::{use_direct, ConvPlan, Product};
+use super::grouped_conv;
 use super::gemm::{matmul, Mat};
 use super::im2col::{channel_major_to_images, im2col};
 use super::scratch::{Pooled, Scratch};
@@ -73,6 +74,14 @@ impl CustomOp3 for Conv2d {
 
 /// `y = conv(x, w) + b` for a whole batch.
 pub fn forward<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    if use_direct(g, Product::Forward) {
+        return Ok(grouped_conv::forward(x, w, bias, g));
+    }
+    forward_gemm(x, w, bias, g)
+}
+
+/// The im2col + gemm forward, whatever [`use_direct`] says.
+pub fn forward_gemm<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     let plan = ConvPlan::new(g.n, g.out_plane());
     let per_image = g.cout * g.out_plane();
     let mut y = vec![T::ZERO; g.n * per_image];

@@ -1,5 +1,7 @@
-//! How a dense conv splits its batch into gemm-sized chunks and over threads.
+//! How a dense conv runs: which kernel each product uses, and how the gemm path splits its
+//! batch into chunks and over threads.
 
+use super::conv_geom::ConvGeom;
 use super::gemm::{threads, Parallelism};
 
 /// gemm rows per chunk worth aiming for: enough to amortise packing, small enough that a
@@ -36,5 +38,27 @@ impl ConvPlan {
         } else {
             Parallelism::Rayon(threads())
         }
+    }
+}
+
+/// Whether a dense conv product runs on the direct kernel of [`super::grouped_conv`] (as one
+/// group) instead of im2col + gemm. Measured with `op_bench --direct` on the model layers:
+/// the direct kernel wins on large maps with a spatial kernel, where a gemm with few output
+/// channels is dominated by packing its huge im2col operand; gemm wins on small maps and 1×1s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Product {
+    Forward,
+    InputGrad,
+    WeightGrad,
+}
+
+pub fn use_direct(g: &ConvGeom, product: Product) -> bool {
+    if g.k == 1 || g.groups != 1 {
+        return false;
+    }
+    match product {
+        Product::Forward => g.out_plane() >= 1024,
+        Product::InputGrad => g.out_plane() >= 256 && g.cout < 32,
+        Product::WeightGrad => g.out_plane() >= 256,
     }
 }

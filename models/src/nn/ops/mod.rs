@@ -6,7 +6,7 @@ pub mod batch_norm;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod conv_geom;
-mod conv_plan;
+pub mod conv_plan;
 pub(crate) mod gemm;
 pub mod grouped_conv;
 mod grouped_conv_kernel;
