@@ -6,7 +6,7 @@
 //! call, forward and backward.
 
 use super::scratch::Pooled;
-use super::storage::{num_like::NumLike, same_dtype, slice_of, with_float_type};
+use super::storage::{output_vec, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -165,7 +165,7 @@ pub fn forward<T: Pooled>(x: &[T], w: &[T], b: &[T], n: usize, c: usize, p: usiz
         scale.push(T::from_f64(a));
         shift.push(T::from_f64(b[ch].to_f64() - stats.mean[ch] * a));
     }
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = output_vec(x.len());
     affine_planes(x, &mut y, c, p, &scale, &shift, relu);
     (y, stats)
 }
@@ -297,7 +297,7 @@ impl CustomOp3 for BatchNormInputGrad {
             let dy = slice_of::<T>(s2, l2, self.name())?;
             let y = slice_of::<T>(s3, l3, self.name())?;
             let k: Vec<[T; 4]> = self.k.iter().map(|k| k.map(T::from_f64)).collect();
-            let mut dx = vec![T::ZERO; x.len()];
+            let mut dx = output_vec(x.len());
             dx.par_chunks_mut(p).enumerate().for_each(|(i, d)| {
                 let [k1, k2, k3, m] = k[i % c];
                 let r = i * p..(i + 1) * p;

@@ -11,7 +11,7 @@ use super::grouped_conv;
 use super::gemm::{matmul, Mat};
 use super::im2col::{channel_major_to_images, im2col};
 use super::scratch::{Pooled, Scratch};
-use super::storage::{num_like::NumLike, same_dtype, slice_of, with_float_type};
+use super::storage::{output_vec, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -84,7 +84,7 @@ pub fn forward<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<
 pub fn forward_gemm<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     let plan = ConvPlan::new(g.n, g.out_plane());
     let per_image = g.cout * g.out_plane();
-    let mut y = vec![T::ZERO; g.n * per_image];
+    let mut y = output_vec(g.n * per_image);
     let chunk = |c: usize, out: &mut [T]| -> Result<()> {
         let b = out.len() / per_image;
         let xs = &x[c * plan.images * g.cin * g.in_plane()..][..b * g.cin * g.in_plane()];

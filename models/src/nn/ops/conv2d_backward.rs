@@ -7,7 +7,7 @@ use super::grouped_conv;
 use super::gemm::{matmul, Mat};
 use super::im2col::{col2im, im2col, images_to_channel_major};
 use super::scratch::{Pooled, Scratch};
-use super::storage::{float_dispatch, num_like::NumLike, same_dtype, slice_of, with_float_type};
+use super::storage::{output_vec, float_dispatch, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
@@ -135,7 +135,7 @@ pub fn input_grad<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> 
 pub fn input_grad_gemm<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     let plan = ConvPlan::new(g.n, g.out_plane());
     let (in_img, out_img) = (g.cin * g.in_plane(), g.cout * g.out_plane());
-    let mut dx = vec![T::ZERO; g.n * in_img];
+    let mut dx = output_vec(g.n * in_img);
     let chunk = |c: usize, dxs: &mut [T]| -> Result<()> {
         let b = dxs.len() / in_img;
         let m = b * g.out_plane();

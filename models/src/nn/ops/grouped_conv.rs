@@ -11,7 +11,7 @@ use super::grouped_conv_kernel::{shifted_conv, shifted_dot, BLOCK, CO};
 use super::grouped_conv_layout::PhaseLayout;
 use super::scratch::{Pooled, Scratch};
 use super::simd::multiversion;
-use super::storage::{num_like::NumLike, same_dtype, slice_of, with_float_type};
+use super::storage::{output_vec, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -190,7 +190,7 @@ pub fn forward<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Vec<T> 
     let (wp, cop) = forward_weights(w, g);
     let (cgi, _, _) = group_dims(g);
     let (in_img, out_img) = (g.cin * g.in_plane(), g.cout * g.out_plane());
-    let mut y = vec![T::ZERO; g.n * out_img];
+    let mut y = output_vec(g.n * out_img);
     y.par_chunks_mut(out_img).enumerate().for_each(|(j, yo)| {
         let mut xin = Scratch::<T>::new(cgi * lay.cstride);
         xin.fill(T::ZERO);
@@ -238,7 +238,7 @@ pub fn input_grad<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
     // A grid with its zero margin in front and room behind for a whole plane of reads.
     let gstride = lay.margin + lay.plane.div_ceil(BLOCK) * BLOCK + BLOCK + lay.grid_pad;
     let _ = cgi;
-    let mut dx = vec![T::ZERO; g.n * in_img];
+    let mut dx = output_vec(g.n * in_img);
     dx.par_chunks_mut(in_img).enumerate().for_each(|(j, d)| {
         let mut dxin = Scratch::<T>::new(cip * lay.cstride);
         let mut dyg = Scratch::<T>::new(cgo * gstride);

@@ -1,7 +1,7 @@
 //! ReLU on CPU with a one-pass backward from its output (candle's builds a mask tensor,
 //! converts it and multiplies: four passes and three allocations).
 
-use super::storage::{num_like::NumLike, same_dtype, slice_of, with_float_type, float_dispatch};
+use super::storage::{output_vec, num_like::NumLike, same_dtype, slice_of, with_float_type, float_dispatch};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -13,7 +13,7 @@ const CHUNK: usize = 1 << 14;
 pub struct Relu;
 
 fn relu<T: NumLike>(x: &[T]) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = output_vec(x.len());
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = if v > T::ZERO { v } else { T::ZERO };
@@ -54,7 +54,7 @@ impl CustomOp2 for ReluGrad {
         let out = with_float_type!(s1.dtype(), self.name(), T => {
             let y = slice_of::<T>(s1, l1, self.name())?;
             let g = slice_of::<T>(s2, l2, self.name())?;
-            let mut d = vec![T::ZERO; y.len()];
+            let mut d = output_vec(y.len());
             d.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(d, (y, g))| {
                 for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
                     *d = if y > T::ZERO { g } else { T::ZERO };
@@ -84,7 +84,7 @@ impl CustomOp2 for AddRelu {
         let out = with_float_type!(s1.dtype(), self.name(), T => {
             let a = slice_of::<T>(s1, l1, self.name())?;
             let b = slice_of::<T>(s2, l2, self.name())?;
-            let mut y = vec![T::ZERO; a.len()];
+            let mut y = output_vec(a.len());
             y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| {
                 for ((o, &a), &b) in y.iter_mut().zip(a).zip(b) {
                     let s = a + b;

@@ -133,3 +133,14 @@ macro_rules! with_float_type {
     };
 }
 pub(crate) use with_float_type;
+
+/// A vector of `n` elements for an op output that the caller overwrites completely before
+/// anything reads it: `vec![0; n]` would zero it first, a whole extra pass over every
+/// activation once the allocator hands back used memory.
+pub fn output_vec<T: num_like::NumLike>(n: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: T is f32 or f64 (plain data, no drop), and every caller writes all n elements
+    // before the vector is read or leaves the op, as candle's own CPU kernels do.
+    unsafe { v.set_len(n) };
+    v
+}
