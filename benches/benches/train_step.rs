@@ -1,13 +1,13 @@
 //! One training step (train-mode forward, cross-entropy, backward, AdamW) of each model at
 //! batch 128 on 2 threads. `step_compare` prints the same against PyTorch.
 
-use cifar_benches::{set_threads, tune_allocator, TrainStep};
+use cifar_benches::{set_threads, tune_runtime, TrainStep};
 use cifar_models::MODEL_NAMES;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 
 fn train_step(c: &mut Criterion) {
-    tune_allocator();
+    tune_runtime();
     set_threads(2);
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(20));

@@ -11,6 +11,8 @@ pub struct TrainStep {
     opt: AdamW,
     x: Tensor,
     labels: Tensor,
+    /// Seconds spent in forward (with the loss), backward and optimiser update.
+    pub phases: [f64; 3],
 }
 
 impl TrainStep {
@@ -28,7 +30,7 @@ impl TrainStep {
         let labels: Vec<u32> = (0..batch).map(|_| next() % 10).collect();
         let x = Tensor::from_vec(pixels, (batch, 3, 32, 32), &dev)?;
         let labels = Tensor::from_vec(labels, batch, &dev)?;
-        Ok(Self { net, opt, x, labels })
+        Ok(Self { net, opt, x, labels, phases: [0.0; 3] })
     }
 
     pub fn batch(&self) -> usize {
@@ -37,10 +39,19 @@ impl TrainStep {
 
     /// One optimisation step; returns the loss before it.
     pub fn step(&mut self) -> Result<f32> {
+        let t = std::time::Instant::now();
         let logits = self.net.forward_t(&self.x, true)?;
         let loss = cross_entropy(&logits, &self.labels)?;
-        self.opt.backward_step(&loss)?;
-        loss.to_scalar::<f32>()
+        let value = loss.to_scalar::<f32>()?;
+        let t1 = std::time::Instant::now();
+        let grads = loss.backward()?;
+        let t2 = std::time::Instant::now();
+        self.opt.step(&grads)?;
+        let t3 = std::time::Instant::now();
+        self.phases[0] += (t1 - t).as_secs_f64();
+        self.phases[1] += (t2 - t1).as_secs_f64();
+        self.phases[2] += (t3 - t2).as_secs_f64();
+        Ok(value)
     }
 }
 
@@ -51,14 +62,22 @@ impl TrainStep {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Makes mimalloc keep freed memory instead of purging it back to the kernel after 10 ms
-/// (measured, best of 5 interleaved runs, img/s: resnet-light 116 → 140, vgg 150 → 177,
-/// densenet-small 38 → 49 against glibc; mimalloc with purging was slower than glibc).
-/// Call first thing in `main`.
-pub fn tune_allocator() {
+/// Process settings the step is fastest with; call first thing in `main`.
+///
+/// - mimalloc keeps freed memory instead of purging it back to the kernel after 10 ms
+///   (measured, best of 5 interleaved runs, img/s: resnet-light 116 → 140, vgg 150 → 177,
+///   densenet-small 38 → 49 against glibc; mimalloc with purging was slower than glibc).
+/// - candle's own thread pool is off (`CANDLE_NUM_THREADS=1`, unless set): the heavy ops run
+///   on rayon, and candle's pool spin-waits for its worker while rayon's threads hold both
+///   cores (best of 3 interleaved: resnet-heavy 64 → 71, resnet-light 100 → 108 img/s).
+pub fn tune_runtime() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Before any candle op starts its pool; no other thread reads the environment yet.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     #[cfg(not(feature = "system-alloc"))]
     {
-        /// `mi_option_purge_delay` of mimalloc 2 (the sys crate names no constant for it).
+        /// `mi_option_purge_delay` (the sys crate names no constant for it).
         const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
         // SAFETY: sets a process-wide option; mimalloc allows this at any time.
         unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };

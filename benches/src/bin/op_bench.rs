@@ -49,13 +49,16 @@ fn time(iters: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() -> candle_core::Result<()> {
-    cifar_benches::tune_allocator();
+    cifar_benches::tune_runtime();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let n: usize = arg("--batch").and_then(|v| v.parse().ok()).unwrap_or(128);
     let iters: usize = arg("--iters").and_then(|v| v.parse().ok()).unwrap_or(5);
     let filter = arg("--filter");
     let only = arg("--only");
+    if args.iter().any(|a| a == "--bn") {
+        return batch_norm(n, iters);
+    }
     println!("{:<34} {:>8} {:>10} {:>10} {:>10}", "layer (batch)", "GMAC", "fwd", "dx", "dw");
     for &(cin, cout, k, s, h, groups) in LAYERS {
         let grouped = groups > 1;
@@ -91,6 +94,27 @@ fn main() -> candle_core::Result<()> {
         };
         let rate = |t: f64| format!("{:>5.1} {:>4.0}ms", gmac / t, t * 1e3);
         println!("{name:<34} {gmac:>8.3} {} {} {}", rate(tf), rate(tx), rate(tw));
+    }
+    Ok(())
+}
+
+/// Batch norm (+ReLU) forward and backward on the largest maps: GB/s of activations moved.
+fn batch_norm(n: usize, iters: usize) -> candle_core::Result<()> {
+    use candle_core::{Device, Tensor, Var};
+    use cifar_models::nn::batch_norm::normalize_train_act;
+    for (c, h) in [(64usize, 32usize), (256, 32), (128, 8)] {
+        let x = Tensor::randn(0f32, 1.0, (n, c, h, h), &Device::Cpu)?;
+        let w = Var::ones(c, candle_core::DType::F32, &Device::Cpu)?;
+        let b = Var::zeros(c, candle_core::DType::F32, &Device::Cpu)?;
+        let xv = Var::from_tensor(&x)?;
+        let mb = (n * c * h * h * 4) as f64 / 1e6;
+        let mut y = None;
+        let tf = time(iters, || y = Some(normalize_train_act(xv.as_tensor(), w.as_tensor(), b.as_tensor(), true).unwrap().0));
+        let y = y.unwrap();
+        let r = Tensor::randn(0f32, 1.0, y.dims(), &Device::Cpu)?;
+        let loss = (&y * &r)?.sum_all()?;
+        let tb = time(iters, || drop(loss.backward().unwrap()));
+        println!("bn+relu {n}x{c}x{h}x{h} ({mb:.0} MB): fwd {:.1} ms, bwd (with candle's sum/mul) {:.1} ms", tf * 1e3, tb * 1e3);
     }
     Ok(())
 }

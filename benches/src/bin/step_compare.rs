@@ -3,11 +3,14 @@
 //! (benches/scripts/torch_step.py), with the ratio.
 //!
 //!     cargo run --release -p cifar-benches --bin step_compare -- --models all --iters 5
+//!
+//! Each model is timed here and then in PyTorch, `--rounds` times alternately, and the best
+//! round of each counts: on a shared machine other processes only ever slow a round down, and
+//! alternating exposes both sides to the same load.
 
 use anyhow::{bail, Context, Result};
-use cifar_benches::{set_threads, tune_allocator, TrainStep};
+use cifar_benches::{set_threads, tune_runtime, TrainStep};
 use cifar_models::MODEL_NAMES;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -18,11 +21,12 @@ struct Args {
     warmup: usize,
     batch: usize,
     threads: usize,
+    rounds: usize,
     torch: bool,
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args { models: vec![], iters: 5, warmup: 1, batch: 128, threads: 2, torch: true };
+    let mut a = Args { models: vec![], iters: 5, warmup: 1, batch: 128, threads: 2, rounds: 1, torch: true };
     let mut models = "all".to_string();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -33,9 +37,10 @@ fn parse() -> Result<Args> {
             "--warmup" => a.warmup = val()?.parse()?,
             "--batch" => a.batch = val()?.parse()?,
             "--threads" => a.threads = val()?.parse()?,
+            "--rounds" => a.rounds = val()?.parse()?,
             "--no-torch" => a.torch = false,
             "-h" | "--help" => {
-                println!("step_compare [--models all|a,b] [--iters N] [--warmup N] [--batch N] [--threads N] [--no-torch]");
+                println!("step_compare [--models all|a,b] [--iters N] [--warmup N] [--batch N] [--threads N] [--rounds N] [--no-torch]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -45,8 +50,8 @@ fn parse() -> Result<Args> {
     if let Some(bad) = a.models.iter().find(|m| !MODEL_NAMES.contains(&m.as_str())) {
         bail!("unknown model {bad}; valid: {}", MODEL_NAMES.join(", "));
     }
-    if a.iters == 0 || a.batch < 2 {
-        bail!("--iters must be at least 1 and --batch at least 2");
+    if a.iters == 0 || a.rounds == 0 || a.batch < 2 {
+        bail!("--iters and --rounds must be at least 1, --batch at least 2");
     }
     Ok(a)
 }
@@ -61,60 +66,88 @@ fn ours(model: &str, a: &Args) -> Result<f64> {
     for _ in 0..a.warmup {
         s.step()?;
     }
+    s.phases = [0.0; 3];
+    cifar_models::nn::ops::profile::take();
     let mut times = Vec::new();
     for _ in 0..a.iters {
         let t = Instant::now();
         s.step()?;
         times.push(t.elapsed().as_secs_f64());
     }
+    let ops = cifar_models::nn::ops::profile::take();
+    if !ops.is_empty() {
+        let per = |v: f64| v * 1e3 / a.iters as f64;
+        let total: f64 = times.iter().sum();
+        eprintln!("{model}: ms per step: total {:.1}, forward {:.1}, backward {:.1}, optimiser {:.1}", per(total), per(s.phases[0]), per(s.phases[1]), per(s.phases[2]));
+        let mut ops = ops;
+        ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let in_ops: f64 = ops.iter().map(|o| o.1).sum();
+        for (name, secs, calls) in ops {
+            eprintln!("  {name:<28} {:>8.1} ms {:>6} calls", per(secs), calls / a.iters as u64);
+        }
+        eprintln!("  {:<28} {:>8.1} ms", "(outside custom ops)", per(total - in_ops));
+    }
     Ok(a.batch as f64 / median(times))
 }
 
-fn torch(a: &Args) -> Result<Option<HashMap<String, f64>>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let python = root.join(".venv-torch/bin/python");
-    if !a.torch || !python.exists() {
-        return Ok(None);
-    }
+fn torch_python() -> Option<PathBuf> {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-torch/bin/python");
+    python.exists().then_some(python)
+}
+
+/// img/s of `model` in PyTorch.
+fn torch(python: &PathBuf, model: &str, a: &Args) -> Result<f64> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_step.py");
     let out = Command::new(python)
-        .arg(root.join("benches/scripts/torch_step.py"))
-        .args(["--models", &a.models.join(","), "--iters", &a.iters.to_string(), "--warmup", &a.warmup.to_string()])
+        .arg(script)
+        .args(["--models", model, "--iters", &a.iters.to_string(), "--warmup", &a.warmup.to_string()])
         .args(["--batch", &a.batch.to_string(), "--threads", &a.threads.to_string()])
         .output()
         .context("running torch_step.py")?;
     if !out.status.success() {
         bail!("torch_step.py failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let mut rates = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("torch_step.py printed {line}"))?;
-        if let (Some(m), Some(r)) = (v["model"].as_str(), v["img_s"].as_f64()) {
-            rates.insert(m.to_string(), r);
-        }
-    }
-    Ok(Some(rates))
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("torch_step.py printed {line:?}"))?;
+    v["img_s"].as_f64().with_context(|| format!("no img_s in {line}"))
 }
 
 fn main() -> Result<()> {
-    tune_allocator();
+    tune_runtime();
     let a = parse()?;
     set_threads(a.threads);
+    let python = if a.torch { torch_python() } else { None };
     let mut rows = Vec::new();
     for m in &a.models {
-        let r = ours(m, &a)?;
-        eprintln!("{m}: {r:.1} img/s");
-        rows.push((m.clone(), r));
+        let (mut best_ours, mut best_torch) = (0f64, None::<f64>);
+        for round in 0..a.rounds {
+            let r = ours(m, &a)?;
+            best_ours = best_ours.max(r);
+            let t = match &python {
+                Some(p) => Some(torch(p, m, &a)?),
+                None => None,
+            };
+            if let Some(t) = t {
+                best_torch = Some(best_torch.unwrap_or(0.0).max(t));
+            }
+            let t = t.map_or("-".to_string(), |t| format!("{t:.1}"));
+            eprintln!("{m} round {}: ours {r:.1} img/s, torch {t}", round + 1);
+        }
+        rows.push((m.clone(), best_ours, best_torch));
     }
-    let theirs = torch(&a)?;
-    println!("batch {}, {} threads, median of {} steps after {} warm-up", a.batch, a.threads, a.iters, a.warmup);
+    println!(
+        "batch {}, {} threads, median of {} steps after {} warm-up, best of {} alternating round(s)",
+        a.batch, a.threads, a.iters, a.warmup, a.rounds
+    );
     println!("{:<16} {:>12} {:>12} {:>8}", "model", "ours img/s", "torch img/s", "ratio");
-    for (m, r) in rows {
-        match theirs.as_ref().and_then(|t| t.get(&m)) {
+    for (m, r, t) in rows {
+        match t {
             Some(t) => println!("{m:<16} {r:>12.1} {t:>12.1} {:>8.2}", r / t),
             None => println!("{m:<16} {r:>12.1} {:>12} {:>8}", "-", "-"),
         }
     }
-    if theirs.is_none() {
+    if python.is_none() && a.torch {
         println!("(no PyTorch: run benches/scripts/make-torch-venv.sh for the side-by-side)");
     }
     Ok(())

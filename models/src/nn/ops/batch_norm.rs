@@ -6,6 +6,7 @@
 //! call, forward and backward.
 
 use super::scratch::Pooled;
+use super::simd::multiversion;
 use super::storage::{output_vec, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -58,6 +59,7 @@ fn check_channels(l: &Layout, c: usize, what: &str, op: &str) -> Result<()> {
 
 /// Sums of `(v - shift)` and `(v - shift)²` over a plane, in T lanes then f64: shifting by
 /// a sample of the channel keeps the variance free of cancellation.
+#[inline(always)]
 fn shifted_sums<T: NumLike>(v: &[T], shift: T) -> (f64, f64) {
     const L: usize = 16;
     let (mut s, mut q) = ([T::ZERO; L], [T::ZERO; L]);
@@ -82,15 +84,21 @@ fn shifted_sums<T: NumLike>(v: &[T], shift: T) -> (f64, f64) {
     (s64, q64)
 }
 
+multiversion!(fn shifted_sums_mv<T>(v: &[T], shift: T) -> (f64, f64) => shifted_sums);
+
 /// Σ g and Σ g·(x - mean) over a plane, g = dy masked by `y > 0` when a mask is given.
+#[inline(always)]
 fn grad_sums<T: NumLike>(x: &[T], dy: &[T], mask: Option<&[T]>, mean: T) -> (f64, f64) {
     const L: usize = 16;
     let (mut s, mut q) = ([T::ZERO; L], [T::ZERO; L]);
-    let (mut s64, mut q64) = (0f64, 0f64);
-    let n = x.len() / L * L;
+    let len = x.len().min(dy.len());
+    let n = len / L * L;
+    // Fixed-size chunks let the compiler drop bounds checks and vectorise the lanes.
+    let lanes = |v: &[T], c: usize| -> [T; L] { v[c * L..c * L + L].try_into().unwrap_or([T::ZERO; L]) };
     match mask {
         None => {
-            for (xa, ga) in x[..n].chunks_exact(L).zip(dy[..n].chunks_exact(L)) {
+            for c in 0..n / L {
+                let (xa, ga) = (lanes(x, c), lanes(dy, c));
                 for i in 0..L {
                     s[i] += ga[i];
                     q[i] += ga[i] * (xa[i] - mean);
@@ -98,7 +106,8 @@ fn grad_sums<T: NumLike>(x: &[T], dy: &[T], mask: Option<&[T]>, mean: T) -> (f64
             }
         }
         Some(y) => {
-            for ((xa, ga), ya) in x[..n].chunks_exact(L).zip(dy[..n].chunks_exact(L)).zip(y[..n].chunks_exact(L)) {
+            for c in 0..n / L {
+                let (xa, ga, ya) = (lanes(x, c), lanes(dy, c), lanes(y, c));
                 for i in 0..L {
                     let g = if ya[i] > T::ZERO { ga[i] } else { T::ZERO };
                     s[i] += g;
@@ -107,7 +116,8 @@ fn grad_sums<T: NumLike>(x: &[T], dy: &[T], mask: Option<&[T]>, mean: T) -> (f64
             }
         }
     }
-    for j in n..x.len() {
+    let (mut s64, mut q64) = (0f64, 0f64);
+    for j in n..len {
         let g = if mask.is_some_and(|y| !(y[j] > T::ZERO)) { T::ZERO } else { dy[j] };
         s64 += g.to_f64();
         q64 += (g * (x[j] - mean)).to_f64();
@@ -119,21 +129,42 @@ fn grad_sums<T: NumLike>(x: &[T], dy: &[T], mask: Option<&[T]>, mean: T) -> (f64
     (s64, q64)
 }
 
-/// Batch statistics of an `n × c × p` tensor, channels in parallel.
+multiversion!(fn grad_sums_mv<T>(x: &[T], dy: &[T], mask: Option<&[T]>, mean: T) -> (f64, f64) => grad_sums);
+
+/// Planes per rayon task, so that tiny planes (1×1 maps) are not one task each.
+fn planes_per_task(p: usize) -> usize {
+    (16384 / p.max(1)).max(1)
+}
+
+/// Per-channel totals of per-plane pairs laid out `[image][channel]`.
+fn channel_totals(partial: &[(f64, f64)], n: usize, c: usize) -> Vec<(f64, f64)> {
+    let mut t = vec![(0f64, 0f64); c];
+    for j in 0..n {
+        for (ch, acc) in t.iter_mut().enumerate() {
+            let (a, b) = partial[j * c + ch];
+            acc.0 += a;
+            acc.1 += b;
+        }
+    }
+    t
+}
+
+/// Batch statistics of an `n × c × p` tensor, planes in parallel in memory order.
 pub fn batch_stats<T: NumLike>(x: &[T], n: usize, c: usize, p: usize) -> BatchStats {
     let count = (n * p) as f64;
-    let (mean, var): (Vec<f64>, Vec<f64>) = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let shift = x[ch * p];
-            let (mut s, mut q) = (0f64, 0f64);
-            for j in 0..n {
-                let (a, b) = shifted_sums(&x[(j * c + ch) * p..][..p], shift);
-                s += a;
-                q += b;
-            }
+    let shift: Vec<T> = (0..c).map(|ch| x[ch * p]).collect();
+    let partial: Vec<(f64, f64)> = x
+        .par_chunks(p)
+        .with_min_len(planes_per_task(p))
+        .enumerate()
+        .map(|(i, plane)| shifted_sums_mv(plane, shift[i % c]))
+        .collect();
+    let (mean, var) = channel_totals(&partial, n, c)
+        .into_iter()
+        .zip(&shift)
+        .map(|((s, q), k)| {
             let m = s / count;
-            (shift.to_f64() + m, (q / count - m * m).max(0.0))
+            (k.to_f64() + m, (q / count - m * m).max(0.0))
         })
         .unzip();
     BatchStats { mean, var, count: n * p }
@@ -176,25 +207,27 @@ impl CustomOp3 for BatchNormTrain {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        same_dtype(s1, s3, self.name())?;
-        let (n, c, p) = nc_p(l1, self.name())?;
-        check_channels(l2, c, "weight", self.name())?;
-        check_channels(l3, c, "bias", self.name())?;
-        if n * p < 2 {
-            bail!("BatchNorm2d in training needs more than one value per channel, got input {:?}", l1.dims());
-        }
-        let (out, stats) = with_float_type!(s1.dtype(), self.name(), T => {
-            let x = slice_of::<T>(s1, l1, self.name())?;
-            let w = slice_of::<T>(s2, l2, self.name())?;
-            let b = slice_of::<T>(s3, l3, self.name())?;
-            let (y, stats) = forward(x, w, b, n, c, p, self.eps, self.relu);
-            (T::storage(y), stats)
-        });
-        if self.stats.set(stats).is_err() {
-            bail!("{}: an op instance runs once; build a new one per call", self.name());
-        }
-        Ok((out, l1.shape().clone()))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            same_dtype(s1, s3, self.name())?;
+            let (n, c, p) = nc_p(l1, self.name())?;
+            check_channels(l2, c, "weight", self.name())?;
+            check_channels(l3, c, "bias", self.name())?;
+            if n * p < 2 {
+                bail!("BatchNorm2d in training needs more than one value per channel, got input {:?}", l1.dims());
+            }
+            let (out, stats) = with_float_type!(s1.dtype(), self.name(), T => {
+                let x = slice_of::<T>(s1, l1, self.name())?;
+                let w = slice_of::<T>(s2, l2, self.name())?;
+                let b = slice_of::<T>(s3, l3, self.name())?;
+                let (y, stats) = forward(x, w, b, n, c, p, self.eps, self.relu);
+                (T::storage(y), stats)
+            });
+            if self.stats.set(stats).is_err() {
+                bail!("{}: an op instance runs once; build a new one per call", self.name());
+            }
+            Ok((out, l1.shape().clone()))
+        })
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -237,38 +270,40 @@ impl CustomOp3 for BatchNormGradSums {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        same_dtype(s1, s3, self.name())?;
-        let (n, c, p) = nc_p(l1, self.name())?;
-        if l1.shape() != l2.shape() || l1.shape() != l3.shape() || self.stats.mean.len() != c {
-            bail!("{}: input {:?}, gradient {:?} and statistics do not match", self.name(), l1.dims(), l2.dims());
-        }
-        let st = &self.stats;
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let x = slice_of::<T>(s1, l1, self.name())?;
-            let dy = slice_of::<T>(s2, l2, self.name())?;
-            let y = slice_of::<T>(s3, l3, self.name())?;
-            let sums: Vec<(f64, f64)> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    let m = T::from_f64(st.mean[ch]);
-                    let (mut s, mut q) = (0f64, 0f64);
-                    for j in 0..n {
-                        let r = (j * c + ch) * p..(j * c + ch + 1) * p;
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            same_dtype(s1, s3, self.name())?;
+            let (n, c, p) = nc_p(l1, self.name())?;
+            if l1.shape() != l2.shape() || l1.shape() != l3.shape() || self.stats.mean.len() != c {
+                bail!("{}: input {:?}, gradient {:?} and statistics do not match", self.name(), l1.dims(), l2.dims());
+            }
+            let st = &self.stats;
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let x = slice_of::<T>(s1, l1, self.name())?;
+                let dy = slice_of::<T>(s2, l2, self.name())?;
+                let y = slice_of::<T>(s3, l3, self.name())?;
+                let mean: Vec<T> = st.mean.iter().map(|&m| T::from_f64(m)).collect();
+                let partial: Vec<(f64, f64)> = (0..n * c)
+                    .into_par_iter()
+                    .with_min_len(planes_per_task(p))
+                    .map(|i| {
+                        let r = i * p..(i + 1) * p;
                         let mask = if self.relu { Some(&y[r.clone()]) } else { None };
-                        let (a, b) = grad_sums(&x[r.clone()], &dy[r], mask, m);
-                        s += a;
-                        q += b;
-                    }
-                    // Σ dy·x̂ = Σ dy·(x - mean) / σ
-                    (q / (st.var[ch] + self.eps).sqrt(), s)
-                })
-                .collect();
-            let mut v: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();
-            v.extend(sums.iter().map(|s| T::from_f64(s.1)));
-            T::storage(v)
-        });
-        Ok((out, Shape::from((2, c))))
+                        grad_sums_mv(&x[r.clone()], &dy[r], mask, mean[i % c])
+                    })
+                    .collect();
+                // Σ dy·x̂ = Σ dy·(x - mean) / σ
+                let sums: Vec<(f64, f64)> = channel_totals(&partial, n, c)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(ch, (s, q))| (q / (st.var[ch] + self.eps).sqrt(), s))
+                    .collect();
+                let mut v: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();
+                v.extend(sums.iter().map(|s| T::from_f64(s.1)));
+                T::storage(v)
+            });
+            Ok((out, Shape::from((2, c))))
+        })
     }
 }
 
@@ -286,35 +321,37 @@ impl CustomOp3 for BatchNormInputGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        same_dtype(s1, s3, self.name())?;
-        let (_, c, p) = nc_p(l1, self.name())?;
-        if l1.shape() != l2.shape() || l1.shape() != l3.shape() || self.k.len() != c {
-            bail!("{}: input {:?}, gradient {:?} and coefficients do not match", self.name(), l1.dims(), l2.dims());
-        }
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let x = slice_of::<T>(s1, l1, self.name())?;
-            let dy = slice_of::<T>(s2, l2, self.name())?;
-            let y = slice_of::<T>(s3, l3, self.name())?;
-            let k: Vec<[T; 4]> = self.k.iter().map(|k| k.map(T::from_f64)).collect();
-            let mut dx = output_vec(x.len());
-            dx.par_chunks_mut(p).enumerate().for_each(|(i, d)| {
-                let [k1, k2, k3, m] = k[i % c];
-                let r = i * p..(i + 1) * p;
-                let (x, dy) = (&x[r.clone()], &dy[r.clone()]);
-                if self.relu {
-                    for (((d, &g), &v), &y) in d.iter_mut().zip(dy).zip(x).zip(&y[r]) {
-                        let g = if y > T::ZERO { g } else { T::ZERO };
-                        *d = k1 * g + k2 * (v - m) + k3;
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            same_dtype(s1, s3, self.name())?;
+            let (_, c, p) = nc_p(l1, self.name())?;
+            if l1.shape() != l2.shape() || l1.shape() != l3.shape() || self.k.len() != c {
+                bail!("{}: input {:?}, gradient {:?} and coefficients do not match", self.name(), l1.dims(), l2.dims());
+            }
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let x = slice_of::<T>(s1, l1, self.name())?;
+                let dy = slice_of::<T>(s2, l2, self.name())?;
+                let y = slice_of::<T>(s3, l3, self.name())?;
+                let k: Vec<[T; 4]> = self.k.iter().map(|k| k.map(T::from_f64)).collect();
+                let mut dx = output_vec(x.len());
+                dx.par_chunks_mut(p).enumerate().for_each(|(i, d)| {
+                    let [k1, k2, k3, m] = k[i % c];
+                    let r = i * p..(i + 1) * p;
+                    let (x, dy) = (&x[r.clone()], &dy[r.clone()]);
+                    if self.relu {
+                        for (((d, &g), &v), &y) in d.iter_mut().zip(dy).zip(x).zip(&y[r]) {
+                            let g = if y > T::ZERO { g } else { T::ZERO };
+                            *d = k1 * g + k2 * (v - m) + k3;
+                        }
+                    } else {
+                        for ((d, &g), &v) in d.iter_mut().zip(dy).zip(x) {
+                            *d = k1 * g + k2 * (v - m) + k3;
+                        }
                     }
-                } else {
-                    for ((d, &g), &v) in d.iter_mut().zip(dy).zip(x) {
-                        *d = k1 * g + k2 * (v - m) + k3;
-                    }
-                }
+                });
+                T::storage(dx)
             });
-            T::storage(dx)
-        });
-        Ok((out, l1.shape().clone()))
+            Ok((out, l1.shape().clone()))
+        })
     }
 }

@@ -39,16 +39,18 @@ impl CustomOp3 for Conv2d {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        same_dtype(s1, s3, self.name())?;
-        let g = self.geom(l1, l2, l3)?;
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let x = slice_of::<T>(s1, l1, self.name())?;
-            let w = slice_of::<T>(s2, l2, self.name())?;
-            let b = slice_of::<T>(s3, l3, self.name())?;
-            T::storage(forward(x, w, b, &g)?)
-        });
-        Ok((out, Shape::from((g.n, g.cout, g.ho, g.wo))))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            same_dtype(s1, s3, self.name())?;
+            let g = self.geom(l1, l2, l3)?;
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let x = slice_of::<T>(s1, l1, self.name())?;
+                let w = slice_of::<T>(s2, l2, self.name())?;
+                let b = slice_of::<T>(s3, l3, self.name())?;
+                T::storage(forward(x, w, b, &g)?)
+            });
+            Ok((out, Shape::from((g.n, g.cout, g.ho, g.wo))))
+        })
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {

@@ -26,14 +26,16 @@ impl CustomOp2 for Conv2dInputGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, 1, self.name())?;
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let dy = slice_of::<T>(s1, l1, self.name())?;
-            let w = slice_of::<T>(s2, l2, self.name())?;
-            T::storage(input_grad(dy, w, &g)?)
-        });
-        Ok((out, Shape::from((g.n, g.cin, g.h, g.w))))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, 1, self.name())?;
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let dy = slice_of::<T>(s1, l1, self.name())?;
+                let w = slice_of::<T>(s2, l2, self.name())?;
+                T::storage(input_grad(dy, w, &g)?)
+            });
+            Ok((out, Shape::from((g.n, g.cin, g.h, g.w))))
+        })
     }
 }
 
@@ -51,22 +53,24 @@ impl CustomOp2 for Conv2dWeightGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        let (xd, dyd) = (l1.dims(), l2.dims());
-        if xd.len() != 4 || dyd.len() != 4 {
-            bail!("{}: expected NCHW input and gradient, got {xd:?} and {dyd:?}", self.name());
-        }
-        let wdims = [dyd[1], xd[1], self.k, self.k];
-        let g = ConvGeom::from_grad(dyd, &wdims, (xd[2], xd[3]), self.stride, self.padding, 1, self.name())?;
-        if g.n != xd[0] {
-            bail!("{}: batch of input {xd:?} and gradient {dyd:?} differ", self.name());
-        }
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let x = slice_of::<T>(s1, l1, self.name())?;
-            let dy = slice_of::<T>(s2, l2, self.name())?;
-            T::storage(weight_grad(x, dy, &g)?)
-        });
-        Ok((out, Shape::from(wdims.to_vec())))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            let (xd, dyd) = (l1.dims(), l2.dims());
+            if xd.len() != 4 || dyd.len() != 4 {
+                bail!("{}: expected NCHW input and gradient, got {xd:?} and {dyd:?}", self.name());
+            }
+            let wdims = [dyd[1], xd[1], self.k, self.k];
+            let g = ConvGeom::from_grad(dyd, &wdims, (xd[2], xd[3]), self.stride, self.padding, 1, self.name())?;
+            if g.n != xd[0] {
+                bail!("{}: batch of input {xd:?} and gradient {dyd:?} differ", self.name());
+            }
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let x = slice_of::<T>(s1, l1, self.name())?;
+                let dy = slice_of::<T>(s2, l2, self.name())?;
+                T::storage(weight_grad(x, dy, &g)?)
+            });
+            Ok((out, Shape::from(wdims.to_vec())))
+        })
     }
 }
 
@@ -80,9 +84,11 @@ impl CustomOp1 for BiasGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let &[n, c, h, w] = l.dims() else { bail!("{}: expected NCHW, got {:?}", self.name(), l.dims()) };
-        let out = float_dispatch!(s, l, self.name(), |dy| channel_sums(dy, n, c, h * w));
-        Ok((out, Shape::from(c)))
+        super::profile::timed(self.name(), || {
+            let &[n, c, h, w] = l.dims() else { bail!("{}: expected NCHW, got {:?}", self.name(), l.dims()) };
+            let out = float_dispatch!(s, l, self.name(), |dy| channel_sums(dy, n, c, h * w));
+            Ok((out, Shape::from(c)))
+        })
     }
 }
 

@@ -30,19 +30,21 @@ impl CustomOp3 for GroupedConv2d {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        same_dtype(s1, s3, self.name())?;
-        let g = ConvGeom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups, self.name())?;
-        if l3.dims() != [g.cout] {
-            bail!("{}: bias shape {:?} does not match {} output channels", self.name(), l3.dims(), g.cout);
-        }
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let x = slice_of::<T>(s1, l1, self.name())?;
-            let w = slice_of::<T>(s2, l2, self.name())?;
-            let b = slice_of::<T>(s3, l3, self.name())?;
-            T::storage(forward(x, w, b, &g))
-        });
-        Ok((out, Shape::from((g.n, g.cout, g.ho, g.wo))))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            same_dtype(s1, s3, self.name())?;
+            let g = ConvGeom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups, self.name())?;
+            if l3.dims() != [g.cout] {
+                bail!("{}: bias shape {:?} does not match {} output channels", self.name(), l3.dims(), g.cout);
+            }
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let x = slice_of::<T>(s1, l1, self.name())?;
+                let w = slice_of::<T>(s2, l2, self.name())?;
+                let b = slice_of::<T>(s3, l3, self.name())?;
+                T::storage(forward(x, w, b, &g))
+            });
+            Ok((out, Shape::from((g.n, g.cout, g.ho, g.wo))))
+        })
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -79,14 +81,16 @@ impl CustomOp2 for GroupedConv2dInputGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, self.groups, self.name())?;
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let dy = slice_of::<T>(s1, l1, self.name())?;
-            let w = slice_of::<T>(s2, l2, self.name())?;
-            T::storage(input_grad(dy, w, &g))
-        });
-        Ok((out, Shape::from((g.n, g.cin, g.h, g.w))))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, self.groups, self.name())?;
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let dy = slice_of::<T>(s1, l1, self.name())?;
+                let w = slice_of::<T>(s2, l2, self.name())?;
+                T::storage(input_grad(dy, w, &g))
+            });
+            Ok((out, Shape::from((g.n, g.cin, g.h, g.w))))
+        })
     }
 }
 
@@ -105,22 +109,24 @@ impl CustomOp2 for GroupedConv2dWeightGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        let (xd, dyd) = (l1.dims(), l2.dims());
-        if xd.len() != 4 || dyd.len() != 4 || self.groups == 0 || xd[1] % self.groups != 0 {
-            bail!("{}: input {xd:?} and gradient {dyd:?} do not fit {} groups", self.name(), self.groups);
-        }
-        let wdims = [dyd[1], xd[1] / self.groups, self.k, self.k];
-        let g = ConvGeom::from_grad(dyd, &wdims, (xd[2], xd[3]), self.stride, self.padding, self.groups, self.name())?;
-        if g.n != xd[0] {
-            bail!("{}: batch of input {xd:?} and gradient {dyd:?} differ", self.name());
-        }
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let x = slice_of::<T>(s1, l1, self.name())?;
-            let dy = slice_of::<T>(s2, l2, self.name())?;
-            T::storage(weight_grad(x, dy, &g))
-        });
-        Ok((out, Shape::from(wdims.to_vec())))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            let (xd, dyd) = (l1.dims(), l2.dims());
+            if xd.len() != 4 || dyd.len() != 4 || self.groups == 0 || xd[1] % self.groups != 0 {
+                bail!("{}: input {xd:?} and gradient {dyd:?} do not fit {} groups", self.name(), self.groups);
+            }
+            let wdims = [dyd[1], xd[1] / self.groups, self.k, self.k];
+            let g = ConvGeom::from_grad(dyd, &wdims, (xd[2], xd[3]), self.stride, self.padding, self.groups, self.name())?;
+            if g.n != xd[0] {
+                bail!("{}: batch of input {xd:?} and gradient {dyd:?} differ", self.name());
+            }
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let x = slice_of::<T>(s1, l1, self.name())?;
+                let dy = slice_of::<T>(s2, l2, self.name())?;
+                T::storage(weight_grad(x, dy, &g))
+            });
+            Ok((out, Shape::from(wdims.to_vec())))
+        })
     }
 }
 

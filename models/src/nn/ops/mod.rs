@@ -13,6 +13,7 @@ mod grouped_conv_kernel;
 mod grouped_conv_layout;
 mod im2col;
 pub mod pool;
+pub mod profile;
 pub mod relu;
 pub(crate) mod simd;
 pub(crate) mod scratch;

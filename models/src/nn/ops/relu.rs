@@ -28,8 +28,10 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = float_dispatch!(s, l, self.name(), |x| relu(x));
-        Ok((out, l.shape().clone()))
+        super::profile::timed(self.name(), || {
+            let out = float_dispatch!(s, l, self.name(), |x| relu(x));
+            Ok((out, l.shape().clone()))
+        })
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -47,22 +49,24 @@ impl CustomOp2 for ReluGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        if l1.shape() != l2.shape() {
-            bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.dims(), l2.dims());
-        }
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let y = slice_of::<T>(s1, l1, self.name())?;
-            let g = slice_of::<T>(s2, l2, self.name())?;
-            let mut d = output_vec(y.len());
-            d.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(d, (y, g))| {
-                for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
-                    *d = if y > T::ZERO { g } else { T::ZERO };
-                }
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            if l1.shape() != l2.shape() {
+                bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.dims(), l2.dims());
+            }
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let y = slice_of::<T>(s1, l1, self.name())?;
+                let g = slice_of::<T>(s2, l2, self.name())?;
+                let mut d = output_vec(y.len());
+                d.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(d, (y, g))| {
+                    for ((d, &y), &g) in d.iter_mut().zip(y).zip(g) {
+                        *d = if y > T::ZERO { g } else { T::ZERO };
+                    }
+                });
+                T::storage(d)
             });
-            T::storage(d)
-        });
-        Ok((out, l1.shape().clone()))
+            Ok((out, l1.shape().clone()))
+        })
     }
 }
 
@@ -77,23 +81,25 @@ impl CustomOp2 for AddRelu {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        if l1.shape() != l2.shape() {
-            bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.dims(), l2.dims());
-        }
-        let out = with_float_type!(s1.dtype(), self.name(), T => {
-            let a = slice_of::<T>(s1, l1, self.name())?;
-            let b = slice_of::<T>(s2, l2, self.name())?;
-            let mut y = output_vec(a.len());
-            y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| {
-                for ((o, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    let s = a + b;
-                    *o = if s > T::ZERO { s } else { T::ZERO };
-                }
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            if l1.shape() != l2.shape() {
+                bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.dims(), l2.dims());
+            }
+            let out = with_float_type!(s1.dtype(), self.name(), T => {
+                let a = slice_of::<T>(s1, l1, self.name())?;
+                let b = slice_of::<T>(s2, l2, self.name())?;
+                let mut y = output_vec(a.len());
+                y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| {
+                    for ((o, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                        let s = a + b;
+                        *o = if s > T::ZERO { s } else { T::ZERO };
+                    }
+                });
+                T::storage(y)
             });
-            T::storage(y)
-        });
-        Ok((out, l1.shape().clone()))
+            Ok((out, l1.shape().clone()))
+        })
     }
 
     fn bwd(&self, _a: &Tensor, _b: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {

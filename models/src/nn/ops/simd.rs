@@ -18,11 +18,14 @@ pub fn has_avx512() -> bool {
 /// for AVX-512 when the CPU has it, and as compiled for the baseline otherwise.
 macro_rules! multiversion {
     ($vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
-        $vis fn $name<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) {
+        $crate::nn::ops::simd::multiversion!($vis fn $name<$T>($($arg: $ty),*) -> () => $body);
+    };
+    ($vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $body:ident) => {
+        $vis fn $name<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn wide<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) {
+                unsafe fn wide<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) -> $ret {
                     $body::<$T>($($arg),*)
                 }
                 if $crate::nn::ops::simd::has_avx512() {
