@@ -7,7 +7,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use cifar_models::nn::batch_norm::{self, candle_normalize_train, normalize_train_act, BatchNorm};
 use cifar_models::nn::conv::{candle_conv2d, conv2d};
 use cifar_models::nn::ops::batch_norm::BatchNormTrain;
+use cifar_models::nn::conv_bn::conv_batch_norm;
 use cifar_models::nn::ops::conv2d::Conv2d;
+use cifar_models::nn::ops::conv_bn::ConvBatchNorm;
 use cifar_models::nn::ops::grouped_conv::GroupedConv2d;
 use cifar_models::nn::{activation, pool};
 use cifar_models::spec::Conv;
@@ -27,9 +29,15 @@ impl Lcg {
 
 /// Largest difference relative to the largest reference magnitude.
 fn rel_err(got: &Tensor, want: &Tensor) -> Result<f64> {
+    rel_err_floor(got, want, 1e-30)
+}
+
+/// [`rel_err`] with the magnitude taken as at least `floor`, for quantities that are zero up
+/// to rounding (a conv bias before a batch norm has a gradient of exactly zero in theory).
+fn rel_err_floor(got: &Tensor, want: &Tensor, floor: f64) -> Result<f64> {
     assert_eq!(got.dims(), want.dims());
     let diff = (got.to_dtype(DType::F64)? - want.to_dtype(DType::F64)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
-    let scale = want.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?.max(1e-30);
+    let scale = want.to_dtype(DType::F64)?.abs()?.max_all()?.to_scalar::<f64>()?.max(floor);
     Ok(diff / scale)
 }
 
@@ -50,7 +58,7 @@ fn compare(name: &str, inputs: &[Tensor], tol: f64, ours: impl Fn(&[Tensor]) -> 
     let e = rel_err(&y1, &y2)?;
     assert!(e < tol, "{name}: output differs by {e:e}");
     for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-        let e = rel_err(a, b)?;
+        let e = rel_err_floor(a, b, 1.0)?;
         assert!(e < tol, "{name}: gradient of input {i} differs by {e:e}");
     }
     Ok(())
@@ -226,6 +234,63 @@ fn fused_batch_norm_relu_equals_the_two_layers() -> Result<()> {
     assert!(rel_err(a.running_mean.as_tensor(), b.running_mean.as_tensor())? < 1e-6);
     assert!(rel_err(a.running_var.as_tensor(), b.running_var.as_tensor())? < 1e-6);
     Ok(())
+}
+
+fn conv_bn_case(n: usize, c: Conv, hw: usize, relu: bool, dtype: DType) -> Result<()> {
+    let mut r = Lcg((c.out_channels * 7 + c.groups + hw) as u64);
+    let x = r.tensor(&[n, c.in_channels, hw, hw], dtype)?;
+    let w = r.tensor(&c.weight_dims(), dtype)?;
+    let b = r.tensor(&[c.out_channels], dtype)?;
+    let gamma = r.tensor(&[c.out_channels], dtype)?;
+    let beta = r.tensor(&[c.out_channels], dtype)?;
+    let tol = if dtype == DType::F32 { 1e-4 } else { 1e-10 };
+    let name = format!("conv+bn {c:?} {n}x{hw}x{hw} relu={relu} {dtype:?}");
+    compare(&name, &[x, w, b, gamma, beta], tol, |t| {
+        let params = Tensor::cat(&[&t[2], &t[3], &t[4]], 0)?;
+        t[0].apply_op3(&t[1], &params, ConvBatchNorm::new(c.stride, c.padding, c.groups, 1e-5, relu))
+    }, |t| {
+        let z = reference_conv(&t[0], &t[1], &t[2], &c)?;
+        let y = candle_normalize_train(&z, &t[3], &t[4])?.0;
+        if relu { y.relu() } else { Ok(y) }
+    })
+}
+
+#[test]
+fn fused_conv_batch_norm_matches_the_two_layers() -> Result<()> {
+    for dtype in [DType::F32, DType::F64] {
+        for relu in [false, true] {
+            conv_bn_case(8, conv_spec(3, 16, 5, 1, 1), 32, relu, dtype)?; // stem, direct kernel
+            conv_bn_case(6, conv_spec(16, 24, 3, 2, 1), 9, relu, dtype)?;
+            conv_bn_case(6, conv_spec(16, 8, 1, 1, 1), 7, relu, dtype)?;
+            conv_bn_case(3, conv_spec(32, 32, 3, 2, 8), 8, relu, dtype)?; // grouped
+        }
+    }
+    // Running statistics move exactly as with the layers apart.
+    let c = conv_spec(4, 6, 3, 1, 1);
+    let mut r = Lcg(5);
+    let (x, w, b) = (r.tensor(&[4, 4, 6, 6], DType::F32)?, r.tensor(&c.weight_dims(), DType::F32)?, r.tensor(&[6], DType::F32)?);
+    let layer = || -> Result<BatchNorm> {
+        Ok(BatchNorm {
+            weight: Var::ones(6, DType::F32, &Device::Cpu)?,
+            bias: Var::zeros(6, DType::F32, &Device::Cpu)?,
+            running_mean: Var::zeros(6, DType::F32, &Device::Cpu)?,
+            running_var: Var::ones(6, DType::F32, &Device::Cpu)?,
+        })
+    };
+    let (fused, apart) = (layer()?, layer()?);
+    conv_batch_norm(&x, &w, Some(&b), &c, &fused, true)?;
+    apart.forward_t_act(&candle_conv2d(&x, &w, Some(&b), &c)?, true, true)?;
+    assert!(rel_err(fused.running_mean.as_tensor(), apart.running_mean.as_tensor())? < 1e-5);
+    assert!(rel_err(fused.running_var.as_tensor(), apart.running_var.as_tensor())? < 1e-5);
+    Ok(())
+}
+
+#[test]
+fn fused_conv_batch_norm_finite_differences() -> Result<()> {
+    let c = conv_spec(3, 4, 3, 2, 1);
+    let mut r = Lcg(21);
+    let inputs = [r.tensor(&[3, 3, 5, 5], DType::F64)?, r.tensor(&c.weight_dims(), DType::F64)?, r.tensor(&[12], DType::F64)?];
+    finite_differences("conv+bn+relu", &inputs, |t| t[0].apply_op3(&t[1], &t[2], ConvBatchNorm::new(2, 1, 1, 1e-5, true)))
 }
 
 #[test]

@@ -37,7 +37,7 @@ impl BatchNorm {
         Ok(y)
     }
 
-    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: usize) -> Result<()> {
+    pub(crate) fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: usize) -> Result<()> {
         let m = BN_MOMENTUM;
         let unbiased = (biased_var * (count as f64 / (count - 1) as f64))?;
         let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;

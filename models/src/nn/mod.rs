@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod batch_norm;
 pub mod conv;
+pub mod conv_bn;
 pub mod dropout;
 pub mod init;
 pub mod linear;

@@ -2,7 +2,7 @@
 
 use super::batch_norm::BatchNorm;
 use super::dropout::{DropoutRng, DropoutState};
-use super::{activation, conv, init, linear, pool};
+use super::{activation, conv, conv_bn, init, linear, pool};
 use crate::spec::{Graph, Op, ParamKind};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::ModuleT;
@@ -27,6 +27,10 @@ pub struct Network {
     /// pass and one autograd node less); that ReLU node then passes its input through.
     fused_relu: Vec<bool>,
     relu_done: Vec<bool>,
+    /// In training on CPU, a conv whose only reader is a batch norm passes its input on, and
+    /// that batch norm runs both layers as one op (`bn_conv[bn] = conv node`).
+    conv_deferred: Vec<bool>,
+    bn_conv: Vec<Option<usize>>,
     dropout: DropoutRng,
     device: Device,
     dtype: DType,
@@ -79,9 +83,19 @@ impl Network {
                 }
             }
         }
+        let mut conv_deferred = vec![false; graph.nodes.len()];
+        let mut bn_conv = vec![None; graph.nodes.len()];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let (Op::BatchNorm { .. }, [src]) = (&node.op, node.inputs.as_slice()) {
+                if matches!(graph.nodes[*src].op, Op::Conv(_)) && readers[*src] == 1 {
+                    conv_deferred[*src] = true;
+                    bn_conv[i] = Some(*src);
+                }
+            }
+        }
         // A separate stream from the one that drew the weights.
         let dropout = DropoutRng::new(seed ^ 0xD50F_0A7C_0000_0001);
-        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, dropout, device: device.clone(), dtype })
+        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, conv_deferred, bn_conv, dropout, device: device.clone(), dtype })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -171,7 +185,16 @@ impl ModuleT for Network {
                 })
                 .collect();
             let x = &inputs[0];
+            let fuse_conv = train && conv_bn::fusable(x);
             let y = match (&node.op, &self.layers[i]) {
+                (Op::Conv(_), _) if fuse_conv && self.conv_deferred[i] => x.clone(),
+                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) if fuse_conv && self.bn_conv[i].is_some() => {
+                    let ci = self.bn_conv[i].expect("checked");
+                    let (Op::Conv(c), Layer::Affine { weight, bias }) = (&self.graph.nodes[ci].op, &self.layers[ci]) else {
+                        candle_core::bail!("node {} is not a conv", self.graph.nodes[ci].name);
+                    };
+                    conv_bn::conv_batch_norm(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c, bn, self.fused_relu[i])?
+                }
                 (Op::Conv(c), Layer::Affine { weight, bias }) => {
                     conv::conv2d(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c)?
                 }

@@ -13,6 +13,7 @@ use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Ten
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
+
 /// Per-channel batch mean and biased variance, in f64 whatever the tensor dtype.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchStats {
@@ -232,27 +233,53 @@ impl CustomOp3 for BatchNormTrain {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let Some(stats) = self.stats.get() else { bail!("{}: backward before forward", self.name()) };
-        let stats = Arc::new(stats.clone());
-        let dy = grad.contiguous()?;
-        // With the ReLU fused, both passes mask dy by y > 0 as they read it; without, the
-        // third operand is unused.
-        let mask = if self.relu { y } else { &dy };
-        let sums = x.apply_op3_no_bwd(&dy, mask, &BatchNormGradSums { stats: stats.clone(), eps: self.eps, relu: self.relu })?;
-        // dx = γσ⁻¹·(dy - Σdy/N - x̂·Σ(dy·x̂)/N) = k1·dy + k2·(x - mean) + k3 per channel
-        // (centring before scaling keeps f32 exact when |mean| ≫ σ).
-        let gamma = w.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let s = sums.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-        let count = stats.count as f64;
-        let k = (0..gamma.len())
-            .map(|ch| {
-                let inv_std = 1.0 / (stats.var[ch] + self.eps).sqrt();
-                let k1 = gamma[ch] * inv_std;
-                [k1, -k1 * inv_std * s[0][ch] / count, -k1 * s[1][ch] / count, stats.mean[ch]]
-            })
-            .collect();
-        let dx = x.apply_op3_no_bwd(&dy, mask, &BatchNormInputGrad { k: Arc::new(k), relu: self.relu })?;
-        Ok((Some(dx), Some(sums.get(0)?), Some(sums.get(1)?)))
+        let (dx, dw, db) = backward(x, None, Arc::new(stats.clone()), self.eps, self.relu, w, y, grad)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
+}
+
+/// A batch norm input kept by the op that produced it (a fused conv) instead of an autograd
+/// operand; the backward ops read it in place of their first operand.
+pub type SavedInput = Arc<OnceLock<CpuStorage>>;
+
+/// `(dx, dweight, dbias)` of batch norm (+ReLU) with batch statistics `stats`, from the input
+/// `x` (or `saved`, when set), the weight, the output `y` and its gradient.
+pub fn backward(x: &Tensor, saved: Option<SavedInput>, stats: Arc<BatchStats>, eps: f64, relu: bool, w: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let dy = grad.contiguous()?;
+    // With the ReLU fused, both passes mask dy by y > 0 as they read it; without, the
+    // third operand is unused.
+    let mask = if relu { y } else { &dy };
+    let x = if saved.is_some() { &dy } else { x };
+    let sums = x.apply_op3_no_bwd(&dy, mask, &BatchNormGradSums { stats: stats.clone(), eps, relu, saved: saved.clone() })?;
+    // dx = γσ⁻¹·(dy - Σdy/N - x̂·Σ(dy·x̂)/N) = k1·dy + k2·(x - mean) + k3 per channel
+    // (centring before scaling keeps f32 exact when |mean| ≫ σ).
+    let gamma = w.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let s = sums.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let count = stats.count as f64;
+    let k = (0..gamma.len())
+        .map(|ch| {
+            let inv_std = 1.0 / (stats.var[ch] + eps).sqrt();
+            let k1 = gamma[ch] * inv_std;
+            [k1, -k1 * inv_std * s[0][ch] / count, -k1 * s[1][ch] / count, stats.mean[ch]]
+        })
+        .collect();
+    let dx = x.apply_op3_no_bwd(&dy, mask, &BatchNormInputGrad { k: Arc::new(k), relu, saved })?;
+    Ok((dx, sums.get(0)?, sums.get(1)?))
+}
+
+/// The first operand's data, or the saved input in its place.
+fn input_slice<'a, T: NumLike>(saved: &'a Option<SavedInput>, s: &'a CpuStorage, l: &Layout, len: usize, op: &str) -> Result<&'a [T]> {
+    let x = match saved {
+        Some(saved) => match saved.get().and_then(T::slice) {
+            Some(x) => x,
+            None => bail!("{op}: saved input missing or of another dtype"),
+        },
+        None => slice_of::<T>(s, l, op)?,
+    };
+    if x.len() != len {
+        bail!("{op}: input has {} values, the gradient {len}", x.len());
+    }
+    Ok(x)
 }
 
 /// `(x, dy, y) → [[Σ g·x̂], [Σ g]]`, shape `[2, C]`, where g is dy, masked by y > 0 when the
@@ -262,6 +289,7 @@ struct BatchNormGradSums {
     stats: Arc<BatchStats>,
     eps: f64,
     relu: bool,
+    saved: Option<SavedInput>,
 }
 
 impl CustomOp3 for BatchNormGradSums {
@@ -279,7 +307,7 @@ impl CustomOp3 for BatchNormGradSums {
             }
             let st = &self.stats;
             let out = with_float_type!(s1.dtype(), self.name(), T => {
-                let x = slice_of::<T>(s1, l1, self.name())?;
+                let x = input_slice::<T>(&self.saved, s1, l1, l2.shape().elem_count(), self.name())?;
                 let dy = slice_of::<T>(s2, l2, self.name())?;
                 let y = slice_of::<T>(s3, l3, self.name())?;
                 let mean: Vec<T> = st.mean.iter().map(|&m| T::from_f64(m)).collect();
@@ -313,6 +341,7 @@ impl CustomOp3 for BatchNormGradSums {
 struct BatchNormInputGrad {
     k: Arc<Vec<[f64; 4]>>,
     relu: bool,
+    saved: Option<SavedInput>,
 }
 
 impl CustomOp3 for BatchNormInputGrad {
@@ -329,7 +358,7 @@ impl CustomOp3 for BatchNormInputGrad {
                 bail!("{}: input {:?}, gradient {:?} and coefficients do not match", self.name(), l1.dims(), l2.dims());
             }
             let out = with_float_type!(s1.dtype(), self.name(), T => {
-                let x = slice_of::<T>(s1, l1, self.name())?;
+                let x = input_slice::<T>(&self.saved, s1, l1, l2.shape().elem_count(), self.name())?;
                 let dy = slice_of::<T>(s2, l2, self.name())?;
                 let y = slice_of::<T>(s3, l3, self.name())?;
                 let k: Vec<[T; 4]> = self.k.iter().map(|k| k.map(T::from_f64)).collect();

@@ -4,7 +4,7 @@
 //! candle 0.11's own conv2d backward runs the input gradient through a naive
 //! `conv_transpose2d`; this op keeps all three products on the gemm crate.
 
-use super::conv2d_backward::{BiasGrad, Conv2dInputGrad, Conv2dWeightGrad};
+use super::conv2d_backward::backward;
 use super::conv_geom::ConvGeom;
 use super::conv_plan::{use_direct, ConvPlan, Product};
 use super::grouped_conv;
@@ -54,23 +54,16 @@ impl CustomOp3 for Conv2d {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let (_, _, h, wd) = x.dims4()?;
-        // The network input needs no gradient: skip its (largest) product.
-        let dx = if x.track_op() {
-            let op = Conv2dInputGrad { stride: self.stride, padding: self.padding, in_hw: (h, wd) };
-            Some(grad.apply_op2_no_bwd(w, &op)?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            let op = Conv2dWeightGrad { stride: self.stride, padding: self.padding, k: w.dim(2)? };
-            Some(x.apply_op2_no_bwd(&grad, &op)?)
-        } else {
-            None
-        };
-        let db = if b.track_op() { Some(grad.apply_op1_no_bwd(&BiasGrad)?) } else { None };
-        Ok((dx, dw, db))
+        backward(x, w, b, grad, self.stride, self.padding, 1)
+    }
+}
+
+/// `y = conv(x, w) + b` for a whole batch, dense or grouped.
+pub fn forward_any<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    if g.groups == 1 {
+        forward(x, w, bias, g)
+    } else {
+        Ok(grouped_conv::forward(x, w, bias, g))
     }
 }
 

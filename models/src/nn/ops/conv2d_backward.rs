@@ -9,8 +9,29 @@ use super::im2col::{col2im, im2col, images_to_channel_major};
 use super::scratch::{Pooled, Scratch};
 use super::storage::{output_vec, float_dispatch, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
+use super::grouped_conv::{GroupedConv2dInputGrad, GroupedConv2dWeightGrad};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+/// The gradients of `conv(x, w, stride, padding, groups) + b` for output gradient `grad`, each
+/// only where its operand takes part in autograd (the network input needs none).
+pub fn backward(x: &Tensor, w: &Tensor, b: &Tensor, grad: &Tensor, stride: usize, padding: usize, groups: usize) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let grad = grad.contiguous()?;
+    let (_, _, h, wd) = x.dims4()?;
+    let k = w.dim(2)?;
+    let dx = match (x.track_op(), groups) {
+        (false, _) => None,
+        (true, 1) => Some(grad.apply_op2_no_bwd(w, &Conv2dInputGrad { stride, padding, in_hw: (h, wd) })?),
+        (true, _) => Some(grad.apply_op2_no_bwd(w, &GroupedConv2dInputGrad { stride, padding, groups, in_hw: (h, wd) })?),
+    };
+    let dw = match (w.track_op(), groups) {
+        (false, _) => None,
+        (true, 1) => Some(x.apply_op2_no_bwd(&grad, &Conv2dWeightGrad { stride, padding, k })?),
+        (true, _) => Some(x.apply_op2_no_bwd(&grad, &GroupedConv2dWeightGrad { stride, padding, groups, k })?),
+    };
+    let db = if b.track_op() { Some(grad.apply_op1_no_bwd(&BiasGrad)?) } else { None };
+    Ok((dx, dw, db))
+}
 
 /// `(dy, weight) → dx` for an input of spatial size `in_hw`.
 #[derive(Clone, Copy, Debug)]

@@ -5,7 +5,7 @@
 //! Here each group's input is laid out once ([`PhaseLayout`]) and every product of forward,
 //! input gradient and weight gradient is a shifted axpy or dot over contiguous memory.
 
-use super::conv2d_backward::BiasGrad;
+use super::conv2d_backward::backward;
 use super::conv_geom::ConvGeom;
 use super::grouped_conv_kernel::{shifted_conv, shifted_dot, BLOCK, CO};
 use super::grouped_conv_layout::PhaseLayout;
@@ -48,21 +48,7 @@ impl CustomOp3 for GroupedConv2d {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let (_, _, h, wd) = x.dims4()?;
-        let (stride, padding, groups) = (self.stride, self.padding, self.groups);
-        let dx = if x.track_op() {
-            Some(grad.apply_op2_no_bwd(w, &GroupedConv2dInputGrad { stride, padding, groups, in_hw: (h, wd) })?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            Some(x.apply_op2_no_bwd(&grad, &GroupedConv2dWeightGrad { stride, padding, groups, k: w.dim(2)? })?)
-        } else {
-            None
-        };
-        let db = if b.track_op() { Some(grad.apply_op1_no_bwd(&BiasGrad)?) } else { None };
-        Ok((dx, dw, db))
+        backward(x, w, b, grad, self.stride, self.padding, self.groups)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod batch_norm;
 pub mod conv2d;
 pub mod conv2d_backward;
+pub mod conv_bn;
 pub mod conv_geom;
 pub mod conv_plan;
 pub(crate) mod gemm;
