@@ -173,7 +173,7 @@ pub fn batch_stats<T: NumLike>(x: &[T], n: usize, c: usize, p: usize) -> BatchSt
 
 /// `y = x·scale[c] + shift[c]`, clamped at 0 when `relu`, for every channel plane.
 fn affine_planes<T: Pooled>(x: &[T], y: &mut [T], c: usize, p: usize, scale: &[T], shift: &[T], relu: bool) {
-    y.par_chunks_mut(p).zip(x.par_chunks(p)).enumerate().for_each(|(i, (yo, xi))| {
+    y.par_chunks_mut(p).zip(x.par_chunks(p)).with_min_len(planes_per_task(p)).enumerate().for_each(|(i, (yo, xi))| {
         let (a, b) = (scale[i % c], shift[i % c]);
         if relu {
             for (o, &v) in yo.iter_mut().zip(xi) {
@@ -233,7 +233,7 @@ impl CustomOp3 for BatchNormTrain {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let Some(stats) = self.stats.get() else { bail!("{}: backward before forward", self.name()) };
-        let (dx, dw, db) = backward(x, None, Arc::new(stats.clone()), self.eps, self.relu, w, y, grad)?;
+        let (dx, dw, db) = backward(x, None, Arc::new(stats.clone()), self.eps, self.relu, w, y, grad, None)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
@@ -244,7 +244,9 @@ pub type SavedInput = Arc<OnceLock<CpuStorage>>;
 
 /// `(dx, dweight, dbias)` of batch norm (+ReLU) with batch statistics `stats`, from the input
 /// `x` (or `saved`, when set), the weight, the output `y` and its gradient.
-pub fn backward(x: &Tensor, saved: Option<SavedInput>, stats: Arc<BatchStats>, eps: f64, relu: bool, w: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+///
+/// `dx_sums`, when given, receives the per-channel sums of dx (a conv bias gradient).
+pub fn backward(x: &Tensor, saved: Option<SavedInput>, stats: Arc<BatchStats>, eps: f64, relu: bool, w: &Tensor, y: &Tensor, grad: &Tensor, dx_sums: Option<Arc<OnceLock<Vec<f64>>>>) -> Result<(Tensor, Tensor, Tensor)> {
     let dy = grad.contiguous()?;
     // With the ReLU fused, both passes mask dy by y > 0 as they read it; without, the
     // third operand is unused.
@@ -263,7 +265,7 @@ pub fn backward(x: &Tensor, saved: Option<SavedInput>, stats: Arc<BatchStats>, e
             [k1, -k1 * inv_std * s[0][ch] / count, -k1 * s[1][ch] / count, stats.mean[ch]]
         })
         .collect();
-    let dx = x.apply_op3_no_bwd(&dy, mask, &BatchNormInputGrad { k: Arc::new(k), relu, saved })?;
+    let dx = x.apply_op3_no_bwd(&dy, mask, &BatchNormInputGrad { k: Arc::new(k), relu, saved, dx_sums })?;
     Ok((dx, sums.get(0)?, sums.get(1)?))
 }
 
@@ -342,6 +344,8 @@ struct BatchNormInputGrad {
     k: Arc<Vec<[f64; 4]>>,
     relu: bool,
     saved: Option<SavedInput>,
+    /// When set, receives the per-channel sums of dx.
+    dx_sums: Option<Arc<OnceLock<Vec<f64>>>>,
 }
 
 impl CustomOp3 for BatchNormInputGrad {
@@ -363,21 +367,34 @@ impl CustomOp3 for BatchNormInputGrad {
                 let y = slice_of::<T>(s3, l3, self.name())?;
                 let k: Vec<[T; 4]> = self.k.iter().map(|k| k.map(T::from_f64)).collect();
                 let mut dx = output_vec(x.len());
-                dx.par_chunks_mut(p).enumerate().for_each(|(i, d)| {
-                    let [k1, k2, k3, m] = k[i % c];
-                    let r = i * p..(i + 1) * p;
-                    let (x, dy) = (&x[r.clone()], &dy[r.clone()]);
-                    if self.relu {
-                        for (((d, &g), &v), &y) in d.iter_mut().zip(dy).zip(x).zip(&y[r]) {
-                            let g = if y > T::ZERO { g } else { T::ZERO };
-                            *d = k1 * g + k2 * (v - m) + k3;
+                let want_sums = self.dx_sums.is_some();
+                let plane_sums: Vec<(f64, f64)> = dx
+                    .par_chunks_mut(p)
+                    .with_min_len(planes_per_task(p))
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let [k1, k2, k3, m] = k[i % c];
+                        let r = i * p..(i + 1) * p;
+                        let (x, dy) = (&x[r.clone()], &dy[r.clone()]);
+                        if self.relu {
+                            for (((d, &g), &v), &y) in d.iter_mut().zip(dy).zip(x).zip(&y[r]) {
+                                let g = if y > T::ZERO { g } else { T::ZERO };
+                                *d = k1 * g + k2 * (v - m) + k3;
+                            }
+                        } else {
+                            for ((d, &g), &v) in d.iter_mut().zip(dy).zip(x) {
+                                *d = k1 * g + k2 * (v - m) + k3;
+                            }
                         }
-                    } else {
-                        for ((d, &g), &v) in d.iter_mut().zip(dy).zip(x) {
-                            *d = k1 * g + k2 * (v - m) + k3;
-                        }
-                    }
-                });
+                        // The plane is still in cache: summing it here spares the conv bias
+                        // gradient a pass over the whole tensor.
+                        (if want_sums { shifted_sums(d, T::ZERO).0 } else { 0.0 }, 0.0)
+                    })
+                    .collect();
+                if let Some(out) = &self.dx_sums {
+                    let n = x.len() / (c * p);
+                    let _ = out.set(channel_totals(&plane_sums, n, c).into_iter().map(|t| t.0).collect());
+                }
                 T::storage(dx)
             });
             Ok((out, l1.shape().clone()))

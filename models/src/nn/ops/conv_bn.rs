@@ -74,12 +74,19 @@ impl CustomOp3 for ConvBatchNorm {
         let Some(stats) = self.stats().get().cloned() else { bail!("{}: backward before forward", self.name()) };
         let c = w.dim(0)?;
         let gamma = params.narrow(0, c, c)?;
-        // z's gradient, from the saved conv output; `y` stands in for the unused operand.
-        let (dz, dgamma, dbeta) = batch_norm::backward(y, Some(self.conv_out.clone()), Arc::new(stats), self.bn.eps, self.bn.relu, &gamma, y, grad)?;
-        let (dx, dw, dbias) = conv2d_backward::backward(x, w, params, &dz, self.stride, self.padding, self.groups)?;
-        let dparams = match dbias {
-            Some(dbias) => Some(Tensor::cat(&[dbias, dgamma, dbeta], 0)?),
-            None => None,
+        // z's gradient, from the saved conv output (`y` stands in for the unused operand), with
+        // its channel sums: the conv bias gradient.
+        let dz_sums = Arc::new(OnceLock::new());
+        let (dz, dgamma, dbeta) =
+            batch_norm::backward(y, Some(self.conv_out.clone()), Arc::new(stats), self.bn.eps, self.bn.relu, &gamma, y, grad, Some(dz_sums.clone()))?;
+        // dz is no autograd operand, so the shared conv backward skips the bias product.
+        let (dx, dw, _) = conv2d_backward::backward(x, w, &dz, &dz, self.stride, self.padding, self.groups)?;
+        let dparams = if params.track_op() {
+            let Some(sums) = dz_sums.get() else { bail!("{}: bias gradient missing", self.name()) };
+            let dbias = Tensor::from_vec(sums.clone(), c, params.device())?.to_dtype(params.dtype())?;
+            Some(Tensor::cat(&[dbias, dgamma, dbeta], 0)?)
+        } else {
+            None
         };
         Ok((dx, dw, dparams))
     }
