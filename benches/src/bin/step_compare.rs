@@ -82,10 +82,10 @@ fn ours(model: &str, a: &Args) -> Result<f64> {
         let mut ops = ops;
         ops.sort_by(|a, b| b.1.total_cmp(&a.1));
         let in_ops: f64 = ops.iter().map(|o| o.1).sum();
-        for (name, secs, calls) in ops {
-            eprintln!("  {name:<28} {:>8.1} ms {:>6} calls", per(secs), calls / a.iters as u64);
+        for (name, secs, calls) in ops.into_iter().take(40) {
+            eprintln!("  {name:<60} {:>8.1} ms {:>6} calls", per(secs), calls / a.iters as u64);
         }
-        eprintln!("  {:<28} {:>8.1} ms", "(outside custom ops)", per(total - in_ops));
+        eprintln!("  {:<60} {:>8.1} ms", "(outside custom ops)", per(total - in_ops));
     }
     Ok(a.batch as f64 / median(times))
 }

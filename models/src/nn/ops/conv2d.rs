@@ -39,7 +39,7 @@ impl CustomOp3 for Conv2d {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed(self.name(), || {
+        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
             same_dtype(s1, s3, self.name())?;
             let g = self.geom(l1, l2, l3)?;

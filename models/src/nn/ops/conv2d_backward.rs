@@ -47,7 +47,7 @@ impl CustomOp2 for Conv2dInputGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed(self.name(), || {
+        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
             let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, 1, self.name())?;
             let out = with_float_type!(s1.dtype(), self.name(), T => {
@@ -74,7 +74,7 @@ impl CustomOp2 for Conv2dWeightGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed(self.name(), || {
+        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
             let (xd, dyd) = (l1.dims(), l2.dims());
             if xd.len() != 4 || dyd.len() != 4 {

@@ -30,7 +30,7 @@ impl CustomOp3 for GroupedConv2d {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed(self.name(), || {
+        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
             same_dtype(s1, s3, self.name())?;
             let g = ConvGeom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups, self.name())?;
@@ -67,7 +67,7 @@ impl CustomOp2 for GroupedConv2dInputGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed(self.name(), || {
+        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
             let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, self.groups, self.name())?;
             let out = with_float_type!(s1.dtype(), self.name(), T => {
@@ -95,7 +95,7 @@ impl CustomOp2 for GroupedConv2dWeightGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed(self.name(), || {
+        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
             let (xd, dyd) = (l1.dims(), l2.dims());
             if xd.len() != 4 || dyd.len() != 4 || self.groups == 0 || xd[1] % self.groups != 0 {
