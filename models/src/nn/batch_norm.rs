@@ -1,9 +1,13 @@
 //! `BatchNorm2d` with PyTorch's semantics: batch statistics in training (biased variance to
 //! normalise, unbiased variance into the running estimate, momentum 0.1), running statistics in
 //! evaluation.
+//!
+//! On CPU (f32/f64) training runs the fused op of [`super::ops::batch_norm`]; elsewhere
+//! candle's own ops.
 
+use super::ops::batch_norm::BatchNormTrain;
 use crate::spec::{BN_EPS, BN_MOMENTUM};
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
 
 pub struct BatchNorm {
     pub weight: Var,
@@ -15,19 +19,25 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_t_act(x, train, false)
+    }
+
+    /// The layer followed by a ReLU when `relu` (one fused pass on CPU).
+    pub fn forward_t_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = self.weight.dim(0)?;
         let as_nchw = |t: &Tensor| t.reshape((1, c, 1, 1));
         if !train {
             let scale = (self.weight.as_tensor() / (self.running_var.as_tensor() + BN_EPS)?.sqrt()?)?;
             let shift = (self.bias.as_tensor() - (self.running_mean.as_tensor() * &scale)?)?;
-            return x.broadcast_mul(&as_nchw(&scale)?)?.broadcast_add(&as_nchw(&shift)?);
+            let y = x.broadcast_mul(&as_nchw(&scale)?)?.broadcast_add(&as_nchw(&shift)?)?;
+            return if relu { y.relu() } else { Ok(y) };
         }
-        let (y, mean, var, count) = normalize_train(x, self.weight.as_tensor(), self.bias.as_tensor())?;
+        let (y, mean, var, count) = normalize_train_act(x, self.weight.as_tensor(), self.bias.as_tensor(), relu)?;
         self.update_running(&mean.detach(), &var.detach(), count)?;
         Ok(y)
     }
 
-    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: usize) -> Result<()> {
+    pub(crate) fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: usize) -> Result<()> {
         let m = BN_MOMENTUM;
         let unbiased = (biased_var * (count as f64 / (count - 1) as f64))?;
         let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
@@ -39,7 +49,32 @@ impl BatchNorm {
 
 /// The training-mode transform with batch statistics: returns the output, the per-channel
 /// batch mean and biased variance, and the number of values each statistic is taken over.
+///
+/// On CPU the statistics come back as plain values (no gradient flows through them); callers
+/// only feed them to the running estimates.
 pub fn normalize_train(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<(Tensor, Tensor, Tensor, usize)> {
+    normalize_train_act(x, weight, bias, false)
+}
+
+/// [`normalize_train`] whose output goes through a ReLU when `relu`.
+pub fn normalize_train_act(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<(Tensor, Tensor, Tensor, usize)> {
+    if !(x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)) {
+        let (y, mean, var, count) = candle_normalize_train(x, weight, bias)?;
+        return Ok((if relu { y.relu()? } else { y }, mean, var, count));
+    }
+    let op = BatchNormTrain::new(BN_EPS, relu);
+    let stats = op.stats();
+    let y = x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let Some(s) = stats.get() else { candle_core::bail!("batch norm: statistics missing after the forward") };
+    let c = s.mean.len();
+    let mean = Tensor::from_vec(s.mean.clone(), c, x.device())?.to_dtype(x.dtype())?;
+    let var = Tensor::from_vec(s.var.clone(), c, x.device())?.to_dtype(x.dtype())?;
+    Ok((y, mean, var, s.count))
+}
+
+/// candle's own formulation: the path for other devices, and the reference the custom op is
+/// tested against.
+pub fn candle_normalize_train(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<(Tensor, Tensor, Tensor, usize)> {
     let (n, c, h, w) = x.dims4()?;
     let count = n * h * w;
     if count < 2 {

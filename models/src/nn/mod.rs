@@ -1,7 +1,9 @@
 //! The layer graph interpreted as a candle module: one file per building block.
 
+pub mod activation;
 pub mod batch_norm;
 pub mod conv;
+pub mod conv_bn;
 pub mod dropout;
 pub mod init;
 pub mod linear;

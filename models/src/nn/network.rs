@@ -2,7 +2,7 @@
 
 use super::batch_norm::BatchNorm;
 use super::dropout::{DropoutRng, DropoutState};
-use super::{conv, init, linear, pool};
+use super::{activation, conv, conv_bn, init, linear, pool};
 use crate::spec::{Graph, Op, ParamKind};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::ModuleT;
@@ -23,6 +23,14 @@ pub struct Network {
     /// Every stored tensor by name, in graph order, with its kind.
     tensors: Vec<(String, ParamKind, Var)>,
     readers: Vec<usize>,
+    /// Batch norms and residual sums whose only reader is a ReLU compute it themselves (one
+    /// pass and one autograd node less); that ReLU node then passes its input through.
+    fused_relu: Vec<bool>,
+    relu_done: Vec<bool>,
+    /// In training on CPU, a conv whose only reader is a batch norm passes its input on, and
+    /// that batch norm runs both layers as one op (`bn_conv[bn] = conv node`).
+    conv_deferred: Vec<bool>,
+    bn_conv: Vec<Option<usize>>,
     dropout: DropoutRng,
     device: Device,
     dtype: DType,
@@ -60,9 +68,34 @@ impl Network {
             })
             .collect();
         let readers = graph.reader_counts();
+        let mut fused_relu = vec![false; graph.nodes.len()];
+        let mut relu_done = vec![false; graph.nodes.len()];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let (Op::Relu, [src]) = (&node.op, node.inputs.as_slice()) {
+                let fusable = match graph.nodes[*src].op {
+                    Op::BatchNorm { .. } => true,
+                    Op::Add => graph.nodes[*src].inputs.len() == 2,
+                    _ => false,
+                };
+                if fusable && readers[*src] == 1 {
+                    fused_relu[*src] = true;
+                    relu_done[i] = true;
+                }
+            }
+        }
+        let mut conv_deferred = vec![false; graph.nodes.len()];
+        let mut bn_conv = vec![None; graph.nodes.len()];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let (Op::BatchNorm { .. }, [src]) = (&node.op, node.inputs.as_slice()) {
+                if matches!(graph.nodes[*src].op, Op::Conv(_)) && readers[*src] == 1 {
+                    conv_deferred[*src] = true;
+                    bn_conv[i] = Some(*src);
+                }
+            }
+        }
         // A separate stream from the one that drew the weights.
         let dropout = DropoutRng::new(seed ^ 0xD50F_0A7C_0000_0001);
-        Ok(Self { graph, layers, tensors, readers, dropout, device: device.clone(), dtype })
+        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, conv_deferred, bn_conv, dropout, device: device.clone(), dtype })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -153,15 +186,25 @@ impl ModuleT for Network {
                 })
                 .collect();
             let x = &inputs[0];
+            let fuse_conv = train && conv_bn::fusable(x);
             let y = match (&node.op, &self.layers[i]) {
+                (Op::Conv(_), _) if fuse_conv && self.conv_deferred[i] => x.clone(),
+                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) if fuse_conv && self.bn_conv[i].is_some() => {
+                    let ci = self.bn_conv[i].expect("checked");
+                    let (Op::Conv(c), Layer::Affine { weight, bias }) = (&self.graph.nodes[ci].op, &self.layers[ci]) else {
+                        candle_core::bail!("node {} is not a conv", self.graph.nodes[ci].name);
+                    };
+                    conv_bn::conv_batch_norm(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c, bn, self.fused_relu[i])?
+                }
                 (Op::Conv(c), Layer::Affine { weight, bias }) => {
                     conv::conv2d(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c)?
                 }
                 (Op::Linear { .. }, Layer::Affine { weight, bias }) => {
                     linear::linear(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor))?
                 }
-                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) => bn.forward_t(x, train)?,
-                (Op::Relu, _) => x.relu()?,
+                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) => bn.forward_t_act(x, train, self.fused_relu[i])?,
+                (Op::Relu, _) if self.relu_done[i] => x.clone(),
+                (Op::Relu, _) => activation::relu(x)?,
                 (Op::MaxPool { kernel }, _) => pool::max_pool2d(x, *kernel)?,
                 (Op::AvgPool { kernel }, _) => pool::avg_pool2d(x, *kernel)?,
                 (Op::GlobalAvgPool, _) => pool::global_avg_pool(x)?,
@@ -169,6 +212,7 @@ impl ModuleT for Network {
                 (Op::Dropout { p }, _) if train => self.dropout.dropout(x, *p)?,
                 (Op::Dropout2d { .. } | Op::Dropout { .. }, _) => x.clone(),
                 (Op::Flatten, _) => x.flatten_from(1)?,
+                (Op::Add, _) if self.fused_relu[i] => activation::add_relu(&inputs[0], &inputs[1])?,
                 (Op::Add, _) => {
                     let mut acc = x.clone();
                     for t in &inputs[1..] {

@@ -5,7 +5,7 @@
 //! the size is not a multiple of k; these ops route every gradient exactly as PyTorch does:
 //! max pool to the first maximum of each window (scan order), average pool evenly over the window.
 
-use super::storage::{contiguous, float_dispatch, num_like::NumLike, same_dtype};
+use super::storage::{contiguous, float_dispatch, num_like::NumLike, output_vec, same_dtype};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -33,7 +33,7 @@ fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
 fn forward<T: NumLike>(x: &[T], planes: usize, h: usize, w: usize, k: usize, kind: PoolKind) -> Vec<T> {
     let (ho, wo) = (h / k, w / k);
     let inv = T::from_f64(1.0 / (k * k) as f64);
-    let mut out = vec![T::ZERO; planes * ho * wo];
+    let mut out = output_vec(planes * ho * wo);
     out.par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
         let plane = &x[p * h * w..(p + 1) * h * w];
         for oy in 0..ho {
@@ -59,32 +59,33 @@ fn forward<T: NumLike>(x: &[T], planes: usize, h: usize, w: usize, k: usize, kin
 fn backward<T: NumLike>(x: &[T], g: &[T], planes: usize, h: usize, w: usize, k: usize, kind: PoolKind) -> Vec<T> {
     let (ho, wo) = (h / k, w / k);
     let inv = T::from_f64(1.0 / (k * k) as f64);
-    let mut dx = vec![T::ZERO; planes * h * w];
+    let mut dx = output_vec(planes * h * w);
     dx.par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
+        // Windows do not overlap (stride = k), so each input position receives at most one
+        // gradient: written, never accumulated, after one zeroing pass for the rest.
+        d.fill(T::ZERO);
         let plane = &x[p * h * w..(p + 1) * h * w];
         let gp = &g[p * ho * wo..(p + 1) * ho * wo];
         for oy in 0..ho {
             for ox in 0..wo {
                 let go = gp[oy * wo + ox];
+                let corner = (oy * k) * w + ox * k;
                 match kind {
                     PoolKind::Max => {
-                        let mut best = (oy * k) * w + ox * k;
+                        let mut best = corner;
                         for dy in 0..k {
                             for dx_ in 0..k {
-                                let i = (oy * k + dy) * w + ox * k + dx_;
+                                let i = corner + dy * w + dx_;
                                 if !(plane[i] <= plane[best]) {
                                     best = i;
                                 }
                             }
                         }
-                        d[best] = d[best] + go;
+                        d[best] = go;
                     }
                     PoolKind::Avg => {
                         for dy in 0..k {
-                            for dx_ in 0..k {
-                                let i = (oy * k + dy) * w + ox * k + dx_;
-                                d[i] = go * inv;
-                            }
+                            d[corner + dy * w..][..k].fill(go * inv);
                         }
                     }
                 }
@@ -103,13 +104,15 @@ impl CustomOp1 for Pool2d {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = dims4(layout, self.name())?;
-        if self.k == 0 || h < self.k || w < self.k {
-            candle_core::bail!("{}: window {} does not fit {h}x{w}", self.name(), self.k);
-        }
-        let (k, kind) = (self.k, self.kind);
-        let out = float_dispatch!(storage, layout, self.name(), |x| forward(x, n * c, h, w, k, kind));
-        Ok((out, Shape::from((n, c, h / k, w / k))))
+        super::profile::timed(self.name(), || {
+            let (n, c, h, w) = dims4(layout, self.name())?;
+            if self.k == 0 || h < self.k || w < self.k {
+                candle_core::bail!("{}: window {} does not fit {h}x{w}", self.name(), self.k);
+            }
+            let (k, kind) = (self.k, self.kind);
+            let out = float_dispatch!(storage, layout, self.name(), |x| forward(x, n * c, h, w, k, kind));
+            Ok((out, Shape::from((n, c, h / k, w / k))))
+        })
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -127,26 +130,28 @@ impl CustomOp2 for Pool2dBackward {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        same_dtype(s1, s2, self.name())?;
-        let (n, c, h, w) = dims4(l1, self.name())?;
-        let Pool2d { kind, k } = self.0;
-        if l2.shape().dims() != [n, c, h / k, w / k] {
-            candle_core::bail!("{}: gradient shape {:?} does not match", self.name(), l2.shape());
-        }
-        let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(backward(
-                contiguous(x, l1, name)?,
-                contiguous(g, l2, name)?,
-                n * c, h, w, k, kind,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(backward(
-                contiguous(x, l1, name)?,
-                contiguous(g, l2, name)?,
-                n * c, h, w, k, kind,
-            )),
-            _ => candle_core::bail!("{name}: unsupported dtype {:?}", s1.dtype()),
-        };
-        Ok((out, l1.shape().clone()))
+        super::profile::timed(self.name(), || {
+            same_dtype(s1, s2, self.name())?;
+            let (n, c, h, w) = dims4(l1, self.name())?;
+            let Pool2d { kind, k } = self.0;
+            if l2.shape().dims() != [n, c, h / k, w / k] {
+                candle_core::bail!("{}: gradient shape {:?} does not match", self.name(), l2.shape());
+            }
+            let name = self.name();
+            let out = match (s1, s2) {
+                (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(backward(
+                    contiguous(x, l1, name)?,
+                    contiguous(g, l2, name)?,
+                    n * c, h, w, k, kind,
+                )),
+                (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(backward(
+                    contiguous(x, l1, name)?,
+                    contiguous(g, l2, name)?,
+                    n * c, h, w, k, kind,
+                )),
+                _ => candle_core::bail!("{name}: unsupported dtype {:?}", s1.dtype()),
+            };
+            Ok((out, l1.shape().clone()))
+        })
     }
 }

@@ -1,0 +1,64 @@
+//! How a dense conv runs: which kernel each product uses, and how the gemm path splits its
+//! batch into chunks and over threads.
+
+use super::conv_geom::ConvGeom;
+use super::gemm::{threads, Parallelism};
+
+/// gemm rows per chunk worth aiming for: enough to amortise packing, small enough that a
+/// chunk's im2col buffer stays in L2 for the usual layer widths.
+const TARGET_ROWS: usize = 512;
+/// Below this many output pixels in the whole batch, one gemm threaded inside beats a chunk
+/// per thread.
+const MIN_PARALLEL_ROWS: usize = 2048;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPlan {
+    /// Images per chunk.
+    pub images: usize,
+    /// Chunks run in parallel with single-threaded gemms; otherwise one after another with
+    /// gemm's own threads.
+    pub parallel: bool,
+}
+
+impl ConvPlan {
+    pub fn new(n: usize, out_plane: usize) -> Self {
+        let t = threads();
+        let rows = n * out_plane;
+        if t <= 1 || rows < MIN_PARALLEL_ROWS || n < 2 * t {
+            return Self { images: n.max(1), parallel: false };
+        }
+        let images = (TARGET_ROWS / out_plane.max(1)).clamp(1, n / (2 * t));
+        Self { images, parallel: true }
+    }
+
+    /// gemm threading inside one chunk.
+    pub fn gemm_par(&self) -> Parallelism {
+        if self.parallel || threads() <= 1 {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(threads())
+        }
+    }
+}
+
+/// Whether a dense conv product runs on the direct kernel of [`super::grouped_conv`] (as one
+/// group) instead of im2col + gemm. Measured with `op_bench --direct` on the model layers:
+/// the direct kernel wins on large maps with a spatial kernel, where a gemm with few output
+/// channels is dominated by packing its huge im2col operand; gemm wins on small maps and 1×1s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Product {
+    Forward,
+    InputGrad,
+    WeightGrad,
+}
+
+pub fn use_direct(g: &ConvGeom, product: Product) -> bool {
+    if g.k == 1 || g.groups != 1 {
+        return false;
+    }
+    match product {
+        Product::Forward => g.out_plane() >= 1024,
+        Product::InputGrad => g.out_plane() >= 256 && g.cout < 32,
+        Product::WeightGrad => g.out_plane() >= 256,
+    }
+}

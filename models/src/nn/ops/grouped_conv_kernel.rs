@@ -1,0 +1,221 @@
+//! Register-blocked inner loops of the direct grouped conv: 4 output channels × 2 vectors of
+//! 16 grid positions stay in registers while every input channel and tap streams past, so each
+//! loaded input vector feeds 4 FMAs (a plain axpy feeds one and stores every result).
+
+use super::simd::has_avx512;
+use super::storage::num_like::NumLike;
+use std::any::TypeId;
+
+pub const LANES: usize = 16;
+/// Grid positions one block covers; buffers are padded to a multiple of it.
+pub const BLOCK: usize = 2 * LANES;
+/// Output channels per block.
+pub const CO: usize = 4;
+
+type V<T> = [T; LANES];
+
+#[inline(always)]
+fn load<T: NumLike>(s: &[T], at: usize) -> V<T> {
+    let mut v = [T::ZERO; LANES];
+    v.copy_from_slice(&s[at..at + LANES]);
+    v
+}
+
+#[inline(always)]
+fn fma<T: NumLike>(acc: &mut V<T>, a: T, x: &V<T>) {
+    for i in 0..LANES {
+        acc[i] += a * x[i];
+    }
+}
+
+/// `s` as f32 when T is f32: the kernels below have hand-written AVX-512 versions for it.
+fn as_f32<T: NumLike>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 itself, so the cast changes nothing.
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &*(s as *const [T] as *const [f32]) })
+}
+
+fn as_f32_mut<T: NumLike>(s: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as above.
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &mut *(s as *mut [T] as *mut [f32]) })
+}
+
+/// For `co < CO` and `q < len` (rounded up to [`BLOCK`]):
+/// `out[co·ostride + q] = Σ_ci Σ_t wts[(co·cin + ci)·taps + t] · inp[ci·cstride + offs[t] + q]`.
+#[inline(always)]
+pub fn shifted_conv<T: NumLike>(out: &mut [T], ostride: usize, len: usize, inp: &[T], cstride: usize, cin: usize, offs: &[usize], wts: &[T]) {
+    let blocks = len.div_ceil(BLOCK) * BLOCK;
+    let max_off = offs.iter().copied().max().unwrap_or(0);
+    let fits = cin > 0
+        && out.len() >= (CO - 1) * ostride + blocks
+        && inp.len() >= (cin - 1) * cstride + max_off + blocks
+        && wts.len() >= CO * cin * offs.len();
+    #[cfg(target_arch = "x86_64")]
+    if fits && has_avx512() {
+        if let (Some(o), Some(i), Some(w)) = (as_f32_mut(out), as_f32(inp), as_f32(wts)) {
+            // SAFETY: the CPU has AVX-512F, and every access stays within the bounds checked above.
+            unsafe { avx512::shifted_conv(o.as_mut_ptr(), ostride, blocks, i.as_ptr(), cstride, cin, offs, w.as_ptr()) };
+            return;
+        }
+    }
+    let _ = fits;
+    shifted_conv_generic(out, ostride, len, inp, cstride, cin, offs, wts)
+}
+
+#[inline(always)]
+fn shifted_conv_generic<T: NumLike>(out: &mut [T], ostride: usize, len: usize, inp: &[T], cstride: usize, cin: usize, offs: &[usize], wts: &[T]) {
+    let taps = offs.len();
+    let mut q = 0;
+    while q < len {
+        let mut acc = [[[T::ZERO; LANES]; 2]; CO];
+        for ci in 0..cin {
+            let chan = &inp[ci * cstride..];
+            for (t, &off) in offs.iter().enumerate() {
+                let x0 = load(chan, off + q);
+                let x1 = load(chan, off + q + LANES);
+                for co in 0..CO {
+                    let w = wts[(co * cin + ci) * taps + t];
+                    fma(&mut acc[co][0], w, &x0);
+                    fma(&mut acc[co][1], w, &x1);
+                }
+            }
+        }
+        for (co, a) in acc.iter().enumerate() {
+            out[co * ostride + q..][..LANES].copy_from_slice(&a[0]);
+            out[co * ostride + q + LANES..][..LANES].copy_from_slice(&a[1]);
+        }
+        q += BLOCK;
+    }
+}
+
+/// For `co < CO`, `ci < cin`, every tap t:
+/// `dw[(co·cin + ci)·taps + t] += Σ_q dy[co·gstride + q] · inp[ci·cstride + offs[t] + q]`
+/// over `q < len` (rounded up to [`LANES`]; `dy` is zero past `len`).
+#[inline(always)]
+pub fn shifted_dot<T: NumLike>(dw: &mut [T], dy: &[T], gstride: usize, len: usize, inp: &[T], cstride: usize, cin: usize, offs: &[usize]) {
+    let blocks = len.div_ceil(LANES) * LANES;
+    let max_off = offs.iter().copied().max().unwrap_or(0);
+    let fits = cin > 0
+        && dw.len() >= CO * cin * offs.len()
+        && dy.len() >= (CO - 1) * gstride + blocks
+        && inp.len() >= (cin - 1) * cstride + max_off + blocks;
+    #[cfg(target_arch = "x86_64")]
+    if fits && has_avx512() {
+        if let (Some(d), Some(g), Some(i)) = (as_f32_mut(dw), as_f32(dy), as_f32(inp)) {
+            // SAFETY: as in `shifted_conv`.
+            unsafe { avx512::shifted_dot(d, g.as_ptr(), gstride, blocks, i.as_ptr(), cstride, cin, offs) };
+            return;
+        }
+    }
+    let _ = fits;
+    shifted_dot_generic(dw, dy, gstride, len, inp, cstride, cin, offs)
+}
+
+#[inline(always)]
+fn shifted_dot_generic<T: NumLike>(dw: &mut [T], dy: &[T], gstride: usize, len: usize, inp: &[T], cstride: usize, cin: usize, offs: &[usize]) {
+    const TB: usize = 3;
+    let taps = offs.len();
+    for ci in 0..cin {
+        let chan = &inp[ci * cstride..];
+        for t0 in (0..taps).step_by(TB) {
+            let nt = TB.min(taps - t0);
+            let mut acc = [[[T::ZERO; LANES]; TB]; CO];
+            let mut q = 0;
+            while q < len {
+                let mut d = [[T::ZERO; LANES]; CO];
+                for (co, dv) in d.iter_mut().enumerate() {
+                    *dv = load(dy, co * gstride + q);
+                }
+                for tb in 0..TB {
+                    if tb < nt {
+                        let x = load(chan, offs[t0 + tb] + q);
+                        for co in 0..CO {
+                            for i in 0..LANES {
+                                acc[co][tb][i] += d[co][i] * x[i];
+                            }
+                        }
+                    }
+                }
+                q += LANES;
+            }
+            for (co, a) in acc.iter().enumerate() {
+                for tb in 0..nt {
+                    let s = a[tb].iter().fold(T::ZERO, |s, &v| s + v);
+                    dw[(co * cin + ci) * taps + t0 + tb] += s;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{CO, LANES};
+    use std::arch::x86_64::*;
+
+    /// [`super::shifted_conv`] for f32 over whole blocks of 32 positions (`len` is a multiple).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn shifted_conv(out: *mut f32, ostride: usize, len: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize], wts: *const f32) {
+        let taps = offs.len();
+        let mut q = 0;
+        while q < len {
+            let mut a = [_mm512_setzero_ps(); 2 * CO];
+            for ci in 0..cin {
+                let chan = inp.add(ci * cstride + q);
+                let wrow = wts.add(ci * taps);
+                for (t, &off) in offs.iter().enumerate() {
+                    let x0 = _mm512_loadu_ps(chan.add(off));
+                    let x1 = _mm512_loadu_ps(chan.add(off + LANES));
+                    for co in 0..CO {
+                        let w = _mm512_set1_ps(*wrow.add(co * cin * taps + t));
+                        a[2 * co] = _mm512_fmadd_ps(w, x0, a[2 * co]);
+                        a[2 * co + 1] = _mm512_fmadd_ps(w, x1, a[2 * co + 1]);
+                    }
+                }
+            }
+            for co in 0..CO {
+                _mm512_storeu_ps(out.add(co * ostride + q), a[2 * co]);
+                _mm512_storeu_ps(out.add(co * ostride + q + LANES), a[2 * co + 1]);
+            }
+            q += 2 * LANES;
+        }
+    }
+
+    /// [`super::shifted_dot`] for f32 over whole vectors (`len` is a multiple of 16).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn shifted_dot(dw: &mut [f32], dy: *const f32, gstride: usize, len: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize]) {
+        const TB: usize = 3;
+        let taps = offs.len();
+        for ci in 0..cin {
+            let chan = inp.add(ci * cstride);
+            let mut t0 = 0;
+            while t0 < taps {
+                let nt = TB.min(taps - t0);
+                // Missing taps of a short last chunk re-read tap t0; their sums are dropped.
+                let o = [offs[t0], offs[t0 + 1.min(nt - 1)], offs[t0 + 2.min(nt - 1)]];
+                let mut acc = [_mm512_setzero_ps(); CO * TB];
+                let mut q = 0;
+                while q < len {
+                    let d = [
+                        _mm512_loadu_ps(dy.add(q)),
+                        _mm512_loadu_ps(dy.add(gstride + q)),
+                        _mm512_loadu_ps(dy.add(2 * gstride + q)),
+                        _mm512_loadu_ps(dy.add(3 * gstride + q)),
+                    ];
+                    for tb in 0..TB {
+                        let x = _mm512_loadu_ps(chan.add(o[tb] + q));
+                        for co in 0..CO {
+                            acc[co * TB + tb] = _mm512_fmadd_ps(d[co], x, acc[co * TB + tb]);
+                        }
+                    }
+                    q += LANES;
+                }
+                for co in 0..CO {
+                    for tb in 0..nt {
+                        dw[(co * cin + ci) * taps + t0 + tb] += _mm512_reduce_add_ps(acc[co * TB + tb]);
+                    }
+                }
+                t0 += TB;
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Runs a kernel compiled for AVX-512 where the CPU has it: the default x86-64 target only
+//! allows SSE2, so plain loops would vectorise to 4 lanes.
+
+
+/// Whether the AVX-512 builds of the kernels may run here.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `$name`, which runs the `#[inline(always)]` generic function `$body` compiled
+/// for AVX-512 when the CPU has it, and as compiled for the baseline otherwise.
+macro_rules! multiversion {
+    ($vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $crate::nn::ops::simd::multiversion!($vis fn $name<$T>($($arg: $ty),*) -> () => $body);
+    };
+    ($vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $body:ident) => {
+        $vis fn $name<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn wide<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) -> $ret {
+                    $body::<$T>($($arg),*)
+                }
+                if $crate::nn::ops::simd::has_avx512() {
+                    // SAFETY: the CPU was just found to support every enabled feature.
+                    return unsafe { wide::<$T>($($arg),*) };
+                }
+            }
+            $body::<$T>($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
