@@ -49,9 +49,10 @@ impl Recipe {
         }
     }
 
-    /// The seed's milestones (at 50 % and 75 % of the schedule) for a schedule of `epochs`.
+    /// The seed's milestones (at 50 % and 75 % of the schedule) for a schedule of `epochs`;
+    /// a milestone at epoch 0 would only lower the starting rate, so very short runs have none.
     pub fn scaled_milestones(epochs: usize) -> Vec<usize> {
-        vec![epochs / 2, epochs * 3 / 4]
+        [epochs / 2, epochs * 3 / 4].into_iter().filter(|&m| m >= 1).collect()
     }
 
     /// MultiStepLR, stepped once per epoch: the learning rate used during `epoch` (0-based).
@@ -87,6 +88,8 @@ mod tests {
         }
         assert_eq!(Recipe::scaled_milestones(100), vec![50, 75]);
         assert_eq!(Recipe::scaled_milestones(30), vec![15, 22]);
+        assert_eq!(Recipe::scaled_milestones(1), Vec::<usize>::new());
+        assert_eq!(Recipe::scaled_milestones(2), vec![1, 1]);
     }
 
     #[test]
