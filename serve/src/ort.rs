@@ -144,7 +144,8 @@ impl Backend for OrtBackend {
             .session
             .run(cifar_onnxrt::ort::inputs![INPUT_NAME => tensor])
             .map_err(|e| BackendError::Runtime(e.to_string()))?;
-        let (_, logits) = outputs[OUTPUT_NAME].try_extract_tensor::<f32>().map_err(|e| BackendError::Runtime(e.to_string()))?;
+        let logits = outputs.get(OUTPUT_NAME).ok_or_else(|| BackendError::Runtime(format!("no `{OUTPUT_NAME}` output")))?;
+        let (_, logits) = logits.try_extract_tensor::<f32>().map_err(|e| BackendError::Runtime(e.to_string()))?;
         if logits.len() != n * self.classes {
             return Err(BackendError::OutputLength { got: logits.len(), expected: n * self.classes, n });
         }

@@ -70,7 +70,11 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, PreprocessError> {
     let decoder = reader.into_decoder().map_err(classify)?;
     // The pixel buffer itself counts against the allocation limit, checked before decoding.
     limits().reserve(decoder.total_bytes()).map_err(classify)?;
-    DynamicImage::from_decoder(decoder).map_err(classify)
+    let image = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(PreprocessError::Corrupt("the image has no pixels".into()));
+    }
+    Ok(image)
 }
 
 fn classify(err: ImageError) -> PreprocessError {
