@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-20}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 bash scripts/setup.sh >/dev/null
-cargo build --release -q -p cifar-train --bin train
+# The export is the same file whatever the profile: the test profile's train will do.
+cargo build -q -p cifar-train --bin train
 cargo build --release -q -p cifar-serve --bin serve --example ort_throughput
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir "$work/models"
-target/release/train export --model resnet-light --out "$work/models/resnet-light.onnx" >/dev/null 2>&1
+target/debug/train export --model resnet-light --out "$work/models/resnet-light.onnx" >/dev/null 2>&1
 # A small PNG: a 32×32 picture, as a client of a CIFAR model would send.
 .venv-tools/bin/python - "$work/img.png" <<'PY'
 import struct, sys, zlib
