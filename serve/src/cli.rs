@@ -83,7 +83,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", env = "SERVE_THREADS", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
 
-    /// HTTP worker threads, which also decode images (default: all cores).
+    /// HTTP worker threads (default: all cores); each decodes images on up to as many threads
+    /// as there are cores.
     #[arg(long, value_name = "N", env = "SERVE_HTTP_WORKERS", value_parser = clap::value_parser!(u32).range(1..))]
     pub http_workers: Option<u32>,
 

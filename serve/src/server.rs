@@ -51,6 +51,10 @@ pub async fn run(opts: ServerOptions, on_listening: impl FnOnce(SocketAddr)) -> 
             .default_service(web::to(http::errors::no_route))
     })
     .workers(opts.http_workers.max(1))
+    // Image decoding runs on each worker's blocking pool (512 threads by default). Decoding is
+    // CPU-bound and may hold up to the decoder's memory limit per image, so more threads than
+    // cores would add memory, not speed.
+    .worker_max_blocking_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
     .shutdown_timeout(opts.shutdown_timeout.as_secs())
     // Our own handler flips readiness before actix stops accepting.
     .disable_signals()
