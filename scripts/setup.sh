@@ -4,7 +4,9 @@
 #
 #   protoc                Debian protobuf-compiler, for candle-onnx's build script
 #   .ort/cpu/             libonnxruntime.so.1.31.1 from the PyPI wheel onnxruntime==1.31.1
-#   .venv-tools/          Python venv with onnx (checker) for the tests
+#   chromium              Debian chromium, for the test that loads the server's page headless
+#   .venv-tools/          Python venv for the tests: onnx (checker), tritonclient[http] + numpy
+#                         (the official KServe V2 client, driven against `serve`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,7 @@ ORT_VERSION=1.31.1
 
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -42,10 +45,10 @@ PY
   ln -sf "libonnxruntime.so.$ORT_VERSION" .ort/cpu/libonnxruntime.so
 fi
 
-# Python tools the tests call: the ONNX checker.
-if [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx" 2>/dev/null; then
-  log "creating .venv-tools (onnx)"
+# Python tools the tests call: the ONNX checker and the Triton/KServe V2 HTTP client.
+if [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http" 2>/dev/null; then
+  log "creating .venv-tools (onnx, tritonclient[http], numpy)"
   python3 -m venv .venv-tools
-  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3"
+  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3" "tritonclient[http]==2.*"
 fi
 log "ready (ONNX Runtime: .ort/cpu/libonnxruntime.so.$ORT_VERSION)"

@@ -1,6 +1,61 @@
-//! `serve`: the inference server arrives with the [serve] issue.
+//! `serve`: the inference server (see `serve --help`).
+
+mod cli;
+
+use anyhow::{Context, Result};
+use cifar_serve::batcher::BatchPolicy;
+use cifar_serve::ort::OrtOptions;
+use cifar_serve::{RegistryOptions, ServerOptions};
+use clap::Parser;
+use std::io::Write;
+use std::time::Duration;
 
 fn main() {
-    eprintln!("serve: not built yet; see the README for what works today");
-    std::process::exit(2);
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Some(command) => match command {},
+        None => run(cli.run),
+    };
+    if let Err(err) = result {
+        eprintln!("serve: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: cli::RunArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let opts = ServerOptions {
+        bind: args.bind,
+        registry: RegistryOptions {
+            dir: args.models.context("--models DIR is required")?,
+            default_model: args.default_model,
+            ort_lib: args.ort_lib,
+            ort: OrtOptions {
+                device: args.device,
+                allow_cpu_fallback: args.allow_cpu_fallback,
+                threads: args.threads.map_or(cores, |t| t as usize),
+            },
+            policy: BatchPolicy {
+                max_batch: args.max_batch as usize,
+                max_delay: Duration::from_micros(args.max_queue_delay_us),
+                max_queue: args.max_queue as usize,
+                pad_to_buckets: false,
+            },
+        },
+        max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
+        http_workers: args.http_workers.map_or(cores, |w| w as usize),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    };
+    tracing::info!("{opts:?}");
+    actix_web::rt::System::new().block_on(cifar_serve::server::run(opts, |addr| {
+        tracing::info!("ready: listening on http://{addr}");
+        // stdout carries exactly this line, for scripts and tests to find the port.
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    }))?;
+    Ok(())
 }

@@ -1,0 +1,98 @@
+//! Command-line interface of `serve`.
+
+use bytesize::ByteSize;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// `serve --version`: whether this build can use CUDA at all.
+const LONG_VERSION: &str = if cfg!(feature = "cuda") {
+    concat!(env!("CARGO_PKG_VERSION"), "\nCUDA execution provider: built in (--features cuda)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), "\nCUDA execution provider: not built (CPU only)")
+};
+
+/// Serve CIFAR-10 classifiers exported by `train export` over HTTP, with ONNX Runtime.
+///
+/// Loads every *.onnx file of --models (the model's name is the file stem; its classes and
+/// normalisation come from the file's metadata), warms each model up for every batch size it
+/// will run, then listens. Requests are batched per model: concurrent images are gathered up
+/// to --max-batch or until the oldest has waited --max-queue-delay-us, and run as one ONNX
+/// Runtime call. A full queue answers 429 with Retry-After; SIGTERM drains in-flight requests.
+///
+/// Endpoints: GET / (a page to try it), POST /v1/classify and /v1/models/{name}/classify
+/// (raw image, multipart `image` parts, or JSON {"images": [base64…]}; ?top_k=5),
+/// GET /v1/models[/{name}], KServe V2 under /v2 (JSON and binary tensors), GET /metrics,
+/// /healthz, /readyz.
+///
+/// Logs go to stderr (RUST_LOG=debug for more); the bound address is printed on stdout as
+/// `listening on http://ADDR`. Exit status: 0 after a clean shutdown; 1 start-up failed
+/// (address, models, ONNX Runtime, CUDA); 2 bad usage.
+#[derive(Debug, Parser)]
+#[command(name = "serve", version, long_version = LONG_VERSION, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Tools beside the server (benchmarks come with the next issue).
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Folder of *.onnx files written by `train export`.
+    #[arg(long, value_name = "DIR", env = "SERVE_MODELS", required = true)]
+    pub models: Option<PathBuf>,
+
+    /// Model that POST /v1/classify uses (default: the first name in alphabetical order).
+    #[arg(long = "default", value_name = "NAME", env = "SERVE_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "HOST:PORT", env = "SERVE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Execution provider: cpu, cuda or cuda:N. CUDA needs a build with `--features cuda` and
+    /// the CUDA build of ONNX Runtime; start-up fails when it cannot be used.
+    #[arg(long, value_name = "cpu|cuda[:N]", env = "SERVE_DEVICE", default_value = "cpu")]
+    pub device: cifar_serve::Device,
+
+    /// With --device cuda: run on the CPU, with a warning, when CUDA cannot be used.
+    #[arg(long, env = "SERVE_ALLOW_CPU_FALLBACK")]
+    pub allow_cpu_fallback: bool,
+
+    /// Most images in one ONNX Runtime call.
+    #[arg(long, value_name = "N", env = "SERVE_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_batch: u32,
+
+    /// Longest an image waits for others to join its batch, in microseconds (0: never wait).
+    #[arg(long, value_name = "µs", env = "SERVE_MAX_QUEUE_DELAY_US", default_value_t = 2000)]
+    pub max_queue_delay_us: u64,
+
+    /// Largest request body (e.g. 8MiB, 512KiB, 1000000); larger bodies get 413.
+    #[arg(long, value_name = "SIZE", env = "SERVE_MAX_BODY", default_value = "8MiB")]
+    pub max_body: ByteSize,
+
+    /// Images per model admitted and not yet running; beyond it requests get 429.
+    #[arg(long, value_name = "N", env = "SERVE_MAX_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queue: u32,
+
+    /// ONNX Runtime intra-op threads per model (default: all cores).
+    #[arg(long, value_name = "N", env = "SERVE_THREADS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
+    /// HTTP worker threads (default: all cores); each decodes images on up to as many threads
+    /// as there are cores.
+    #[arg(long, value_name = "N", env = "SERVE_HTTP_WORKERS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_workers: Option<u32>,
+
+    /// Seconds in-flight requests may take to finish after SIGTERM.
+    #[arg(long, value_name = "S", env = "SERVE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+
+    /// ONNX Runtime library (default: .ort/cpu/ or .ort/cuda/ as fetched by scripts/setup.sh).
+    #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+}

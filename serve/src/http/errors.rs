@@ -1,0 +1,149 @@
+//! Every error a request can meet, and the one table that maps each to its HTTP status. The
+//! body is always `{"error": "..."}` (the V2 protocol's error shape too), and the message
+//! says what was expected.
+
+use crate::batcher::{BatchError, SubmitError};
+use crate::preprocess::PreprocessError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+
+/// Seconds a client should wait after a 429 before retrying: batches take milliseconds, so
+/// one second is ample for the queue to move without making clients wait long.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{}{source}", image_prefix(*index, *count))]
+    Image { index: usize, count: usize, source: PreprocessError },
+    #[error("the request body is larger than the limit of {limit} bytes (--max-body)")]
+    BodyTooLarge { limit: usize },
+    #[error("no model named `{0}`; GET /v1/models lists the models")]
+    UnknownModel(String),
+    #[error("model `{model}` has no version `{version}`; its only version is 1")]
+    UnknownVersion { model: String, version: String },
+    #[error("{0}")]
+    BadTensor(String),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("no endpoint {method} {path}; GET / shows the page, the README lists the endpoints")]
+    NoRoute { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn image_prefix(index: usize, count: usize) -> String {
+    if count > 1 {
+        format!("image {} of {count}: ", index + 1)
+    } else {
+        String::new()
+    }
+}
+
+impl ApiError {
+    /// The table.
+    pub fn status(&self) -> StatusCode {
+        use PreprocessError as P;
+        use SubmitError as S;
+        match self {
+            ApiError::BadRequest(_) | ApiError::BadTensor(_) => StatusCode::BAD_REQUEST,
+            ApiError::Image { source, .. } => match source {
+                P::Empty | P::NotAnImage | P::Corrupt(_) => StatusCode::BAD_REQUEST,
+                P::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                P::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            },
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Submit(e) => match e {
+                S::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+                S::TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                S::NoImages | S::BadImage(_) => StatusCode::BAD_REQUEST,
+                S::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            ApiError::Batch(e) => match e {
+                BatchError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn image(index: usize, count: usize, source: PreprocessError) -> Self {
+        ApiError::Image { index, count, source }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!("{self}");
+        } else {
+            tracing::debug!("{status}: {self}");
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        response.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+/// The app's default service: unknown paths.
+pub async fn no_route(req: HttpRequest) -> HttpResponse {
+    ApiError::NoRoute { method: req.method().to_string(), path: req.path().to_string() }.error_response()
+}
+
+/// A resource's default service: known path, wrong method.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string() }.error_response()
+}
+
+/// Errors of actix's own extractors (query strings) in the same JSON shape.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("bad query string: {err}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table() {
+        let cases: Vec<(ApiError, u16)> = vec![
+            (ApiError::image(0, 1, PreprocessError::Empty), 400),
+            (ApiError::image(0, 1, PreprocessError::NotAnImage), 400),
+            (ApiError::image(1, 2, PreprocessError::Corrupt("eof".into())), 400),
+            (ApiError::image(0, 1, PreprocessError::TooLarge("10000×10000".into())), 413),
+            (ApiError::image(0, 1, PreprocessError::Unsupported(image::ImageFormat::Tiff)), 415),
+            (ApiError::BodyTooLarge { limit: 10 }, 413),
+            (ApiError::UnknownModel("x".into()), 404),
+            (ApiError::BadTensor("shape".into()), 400),
+            (SubmitError::QueueFull { depth: 1, capacity: 1 }.into(), 429),
+            (SubmitError::Closed.into(), 503),
+            (BatchError::Inference("x".into()).into(), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+        }
+        assert!(ApiError::image(1, 2, PreprocessError::Empty).to_string().starts_with("image 2 of 2: "));
+    }
+
+    #[test]
+    fn too_many_requests_carry_retry_after_and_json() {
+        let resp = ApiError::from(SubmitError::QueueFull { depth: 4, capacity: 4 }).error_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(resp.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
+    }
+}

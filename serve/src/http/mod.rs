@@ -1,0 +1,51 @@
+//! The HTTP layer: shared state, routes, and the app every worker builds.
+
+pub mod body;
+pub mod errors;
+pub mod health;
+pub mod metrics;
+pub mod page;
+pub mod v1;
+pub mod v2;
+
+use crate::metrics::Metrics;
+use crate::registry::{Registry, ServedModel};
+use actix_web::web;
+use errors::ApiError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+    /// Set when shutdown begins: readiness turns false while in-flight requests finish.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn model(&self, name: &str) -> Result<Arc<ServedModel>, ApiError> {
+        self.registry.get(name).cloned().ok_or_else(|| ApiError::UnknownModel(name.to_string()))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// A resource whose other methods answer 405 in the API's JSON shape.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(errors::method_not_allowed))
+}
+
+/// Every route of the server.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(errors::query_error));
+    page::configure(cfg);
+    health::configure(cfg);
+    metrics::configure(cfg);
+    v1::configure(cfg);
+    v2::configure(cfg);
+}

@@ -1,0 +1,170 @@
+//! The project's own REST API: classify images, list models.
+
+use super::body::{images, read_limited};
+use super::errors::ApiError;
+use super::{resource, AppState};
+use crate::batcher::SubmitError;
+use crate::predict::{top_k, Prediction};
+use crate::preprocess::preprocess;
+use crate::registry::ServedModel;
+use crate::IMAGE_SHAPE;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Predictions per image unless `top_k` says otherwise.
+pub const DEFAULT_TOP_K: usize = 5;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/classify").route(web::post().to(classify_default)))
+        .service(resource("/v1/models/{name}/classify").route(web::post().to(classify_named)))
+        .service(resource("/v1/models").route(web::get().to(list_models)))
+        .service(resource("/v1/models/{name}").route(web::get().to(model_info)));
+}
+
+#[derive(Deserialize)]
+pub struct ClassifyQuery {
+    top_k: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ImageResult {
+    predictions: Vec<Prediction>,
+}
+
+#[derive(Serialize)]
+struct ClassifyResponse<'a> {
+    model: &'a str,
+    /// Server-side time from the body's arrival to the answer.
+    latency_ms: f64,
+    /// One entry per image, in request order.
+    results: Vec<ImageResult>,
+}
+
+async fn classify_default(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<ClassifyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let model = state.registry.default_model().clone();
+    classify(state, model, req, payload, query.top_k).await
+}
+
+async fn classify_named(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<ClassifyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let model = state.model(&name)?;
+    classify(state, model, req, payload, query.top_k).await
+}
+
+async fn classify(
+    state: web::Data<AppState>,
+    model: Arc<ServedModel>,
+    req: HttpRequest,
+    payload: web::Payload,
+    k: Option<usize>,
+) -> Result<HttpResponse, ApiError> {
+    let k = match k.unwrap_or(DEFAULT_TOP_K) {
+        0 => return Err(ApiError::BadRequest("top_k must be at least 1".into())),
+        k => k.min(model.classes().len()),
+    };
+    let body = read_limited(&req, payload, state.max_body).await?;
+    let started = Instant::now();
+    let files = images(&req, body).await?;
+    let batcher = model.batcher();
+    // Refuse before decoding when the images cannot be admitted: decoding is the costly part.
+    let (depth, capacity) = (batcher.depth(), batcher.capacity());
+    if files.len() > capacity {
+        return Err(SubmitError::TooMany { n: files.len(), capacity }.into());
+    }
+    if depth + files.len() > capacity {
+        return Err(SubmitError::QueueFull { depth, capacity }.into());
+    }
+    let norm = model.norm;
+    let count = files.len();
+    // Decoding is CPU work of unbounded duration: keep it off the HTTP worker threads.
+    let inputs = web::block(move || {
+        files.iter().enumerate().map(|(i, f)| preprocess(f, &norm).map_err(|e| ApiError::image(i, count, e))).collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("image decoding worker: {e}")))??;
+    let logits = batcher.submit(inputs)?.wait().await?;
+    state.metrics.images.with_label_values(&[&model.name]).inc_by(count as u64);
+    let results = logits.iter().map(|l| ImageResult { predictions: top_k(l, model.classes(), k) }).collect();
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(HttpResponse::Ok().json(ClassifyResponse { model: &model.name, latency_ms, results }))
+}
+
+/// What `GET /v1/models[/{name}]` says about a model.
+#[derive(Serialize)]
+pub struct ModelInfo<'a> {
+    pub name: &'a str,
+    /// The architecture the file was exported from.
+    pub architecture: &'a str,
+    pub file: String,
+    pub default: bool,
+    pub params: u64,
+    pub macs_per_image: u64,
+    pub seed_gmacs_batch128: f64,
+    pub val_acc: Option<f64>,
+    pub test_acc: Option<f64>,
+    pub epochs: Option<u64>,
+    pub classes: &'a [String],
+    pub input: TensorInfo,
+    pub output: TensorInfo,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub device: String,
+    pub threads: usize,
+    pub source_commit: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct TensorInfo {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    pub shape: Vec<i64>,
+}
+
+impl<'a> ModelInfo<'a> {
+    pub fn new(model: &'a ServedModel, default: bool) -> Self {
+        let m = &model.meta;
+        Self {
+            name: &model.name,
+            architecture: &m.model,
+            file: model.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            default,
+            params: m.params,
+            macs_per_image: m.macs_per_image,
+            seed_gmacs_batch128: m.seed_gmacs_batch128,
+            val_acc: m.val_acc,
+            test_acc: m.test_acc,
+            epochs: m.epochs,
+            classes: &m.classes,
+            input: TensorInfo { name: crate::INPUT_NAME, datatype: "FP32", shape: [-1].into_iter().chain(IMAGE_SHAPE.map(|d| d as i64)).collect() },
+            output: TensorInfo { name: crate::OUTPUT_NAME, datatype: "FP32", shape: vec![-1, m.classes.len() as i64] },
+            mean: m.mean,
+            std: m.std,
+            device: model.device.to_string(),
+            threads: model.threads,
+            source_commit: m.source_commit.as_deref(),
+        }
+    }
+}
+
+async fn list_models(state: web::Data<AppState>) -> HttpResponse {
+    let default = state.registry.default_name();
+    let models: Vec<ModelInfo> = state.registry.models().map(|m| ModelInfo::new(m, m.name == default)).collect();
+    HttpResponse::Ok().json(serde_json::json!({ "default": default, "models": models }))
+}
+
+async fn model_info(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let model = state.model(&name)?;
+    Ok(HttpResponse::Ok().json(ModelInfo::new(&model, model.name == state.registry.default_name())))
+}

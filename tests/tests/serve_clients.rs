@@ -1,0 +1,111 @@
+//! Real clients against `serve`: the official KServe V2 / Triton Python client (JSON and
+//! binary tensors) and the server's own page in headless Chromium.
+//!
+//! Both tools come from `scripts/setup.sh` (`.venv-tools` with tritonclient[http], Debian's
+//! chromium); a missing tool fails the test with the command that installs it.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn server() -> &'static Server {
+    Server::shared(&[])
+}
+
+#[test]
+fn tritonclient_works_with_json_and_binary_tensors() {
+    let s = server();
+    let python = repo_root().join(".venv-tools/bin/python");
+    assert!(python.is_file(), "{} is missing: run `bash scripts/setup.sh`", python.display());
+    let n = 4;
+    let input = random_batch(n, 23);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.f32");
+    std::fs::write(&file, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let out = Command::new(&python)
+        .arg(repo_root().join("tests/python/triton_client.py"))
+        .arg(s.addr.to_string())
+        .arg("resnet-light")
+        .arg(&file)
+        .arg(n.to_string())
+        .output()
+        .expect("running the Python client");
+    assert!(out.status.success(), "triton_client.py failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the client prints JSON");
+    assert_eq!((v["live"].as_bool(), v["ready"].as_bool(), v["model_ready"].as_bool()), (Some(true), Some(true), Some(true)));
+    assert_eq!(v["metadata"]["inputs"][0]["shape"], serde_json::json!([-1, 3, 32, 32]));
+    let reference = direct_logits(&s.models.join("resnet-light.onnx"), &input, n);
+    for mode in ["json", "binary", "default"] {
+        let logits: Vec<f32> = serde_json::from_value::<Vec<f64>>(v[mode].clone()).unwrap().into_iter().map(|x| x as f32).collect();
+        let diff = max_abs_diff(&logits, &reference);
+        assert!(diff <= 1e-5, "{mode}: max |diff| {diff:e}");
+    }
+    let err = v["error"].as_str().expect("a bad shape raises in the client");
+    assert!(err.contains("shape"), "{err}");
+}
+
+#[test]
+fn the_page_classifies_an_image_in_headless_chromium() {
+    let s = server();
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is missing: run `bash scripts/setup.sh` (installs Debian's chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(s.u("/?selftest=1"));
+    let out = run_with_timeout(cmd, Duration::from_secs(120));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("data-selftest=\"pass\""),
+        "the page's self-test did not pass.\nDOM:\n{dom}\nchromium stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dom.matches("class=\"bar\"").count(), 5, "five bars are drawn");
+    assert!(dom.contains("\"model\":\"resnet-light\""), "the API's answer is shown: {dom}");
+    let classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    assert!(classes.iter().any(|c| dom.contains(&format!("<span class=\"label\">{c}</span>"))));
+    // The page's request went through the API and was counted.
+    let metrics = get(&s.u("/metrics")).text();
+    assert!(metric(&metrics, "cifar_serve_requests_total{endpoint=\"/v1/models/{name}/classify\",model=\"resnet-light\",status=\"200\"}").is_some());
+}
+
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0); // its own group, so the browser's helpers can be stopped with it
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("starting chromium");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("chromium output"),
+        Err(_) => {
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            panic!("chromium did not finish within {timeout:?}");
+        }
+    }
+}
