@@ -2,6 +2,7 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod concat;
 pub mod conv;
 pub mod conv_bn;
 pub mod dropout;

@@ -4,6 +4,7 @@
 
 pub mod batch_norm;
 pub mod batch_norm_backward;
+pub mod concat;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod conv_bn;
