@@ -11,7 +11,7 @@ use cifar_models::nn::conv_bn::conv_batch_norm;
 use cifar_models::nn::ops::conv2d::Conv2d;
 use cifar_models::nn::ops::conv_bn::ConvBatchNorm;
 use cifar_models::nn::ops::grouped_conv::GroupedConv2d;
-use cifar_models::nn::{activation, concat, pool};
+use cifar_models::nn::{activation, pool};
 use cifar_models::spec::Conv;
 
 struct Lcg(u64);
@@ -301,19 +301,6 @@ fn relu_matches_candle() -> Result<()> {
         let b = Lcg(9).tensor(&[3, 5, 7, 11], dtype)?;
         compare("add + relu", &[x, b], 1e-12, |t| activation::add_relu(&t[0], &t[1]), |t| (&t[0] + &t[1])?.relu())?;
     }
-    Ok(())
-}
-
-#[test]
-fn concat_matches_candle() -> Result<()> {
-    for dtype in [DType::F32, DType::F64] {
-        let mut r = Lcg(10);
-        let (a, b) = (r.tensor(&[3, 5, 4, 6], dtype)?, r.tensor(&[3, 2, 4, 6], dtype)?);
-        compare("concat2", &[a, b], 1e-12, |t| concat::concat2(&t[0], &t[1]), |t| Tensor::cat(&[&t[0], &t[1]], 1))?;
-    }
-    let t = |dims: &[usize]| Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap();
-    assert!(concat::concat2(&t(&[2, 3, 4, 4]), &t(&[2, 3, 4, 5])).is_err());
-    assert!(concat::concat2(&t(&[2, 3, 4, 4]), &t(&[3, 3, 4, 4])).is_err());
     Ok(())
 }
 

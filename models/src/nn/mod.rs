@@ -2,7 +2,6 @@
 
 pub mod activation;
 pub mod batch_norm;
-pub mod concat;
 pub mod conv;
 pub mod conv_bn;
 pub mod dropout;

@@ -2,7 +2,7 @@
 
 use super::batch_norm::BatchNorm;
 use super::dropout::{DropoutRng, DropoutState};
-use super::{activation, concat, conv, conv_bn, init, linear, pool};
+use super::{activation, conv, conv_bn, init, linear, pool};
 use crate::spec::{Graph, Op, ParamKind};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::ModuleT;
@@ -31,10 +31,6 @@ pub struct Network {
     /// that batch norm runs both layers as one op (`bn_conv[bn] = conv node`).
     conv_deferred: Vec<bool>,
     bn_conv: Vec<Option<usize>>,
-    /// A concatenation whose inputs are an earlier concatenation's plus one more (a dense
-    /// block) is that concatenation extended by one tensor: `cat_prefix[i] = earlier node`,
-    /// which is kept alive for it (one more reader). On CPU only.
-    cat_prefix: Vec<Option<usize>>,
     dropout: DropoutRng,
     device: Device,
     dtype: DType,
@@ -97,22 +93,9 @@ impl Network {
                 }
             }
         }
-        let mut cat_prefix = vec![None; graph.nodes.len()];
-        let mut readers = readers;
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if !matches!(node.op, Op::Concat) || node.inputs.len() < 3 {
-                continue;
-            }
-            let head = &node.inputs[..node.inputs.len() - 1];
-            let prev = (0..i).rev().find(|&j| matches!(graph.nodes[j].op, Op::Concat) && graph.nodes[j].inputs == head);
-            if let Some(j) = prev {
-                cat_prefix[i] = Some(j);
-                readers[j] += 1;
-            }
-        }
         // A separate stream from the one that drew the weights.
         let dropout = DropoutRng::new(seed ^ 0xD50F_0A7C_0000_0001);
-        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, conv_deferred, bn_conv, cat_prefix, dropout, device: device.clone(), dtype })
+        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, conv_deferred, bn_conv, dropout, device: device.clone(), dtype })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -236,26 +219,7 @@ impl ModuleT for Network {
                     }
                     acc
                 }
-                (Op::Concat, _) if concat::fast(x) => match self.cat_prefix[i] {
-                    Some(j) => {
-                        pending[j] -= 1;
-                        let prev = if pending[j] == 0 { values[j].take() } else { values[j].clone() };
-                        let prev = prev.expect("kept for this concatenation");
-                        concat::concat2(&prev, &inputs[inputs.len() - 1])?
-                    }
-                    None if inputs.len() == 2 => concat::concat2(&inputs[0], &inputs[1])?,
-                    None => Tensor::cat(&inputs, 1)?,
-                },
-                (Op::Concat, _) => {
-                    if let Some(j) = self.cat_prefix[i] {
-                        // Not used off CPU; release the extra hold.
-                        pending[j] -= 1;
-                        if pending[j] == 0 {
-                            values[j] = None;
-                        }
-                    }
-                    Tensor::cat(&inputs, 1)?
-                }
+                (Op::Concat, _) => Tensor::cat(&inputs, 1)?,
                 (op, _) => candle_core::bail!("node {} ({op:?}) has no interpreter", node.name),
             };
             values[i] = Some(y);

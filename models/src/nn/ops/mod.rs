@@ -4,7 +4,6 @@
 
 pub mod batch_norm;
 pub mod batch_norm_backward;
-pub mod concat;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod conv_bn;
