@@ -5,7 +5,8 @@
 //! passes in the backward alone; here it never leaves the op. The conv output is kept inside
 //! the op for the batch-norm backward, as candle kept it as the batch norm's input.
 
-use super::batch_norm::{self, BatchNormTrain, BatchStats, SavedInput};
+use super::batch_norm::{self, BatchNormTrain, BatchStats};
+use super::batch_norm_backward::{self, SavedInput};
 use super::conv2d::forward_any;
 use super::conv2d_backward;
 use super::conv_geom::ConvGeom;
@@ -78,7 +79,7 @@ impl CustomOp3 for ConvBatchNorm {
         // its channel sums: the conv bias gradient.
         let dz_sums = Arc::new(OnceLock::new());
         let (dz, dgamma, dbeta) =
-            batch_norm::backward(y, Some(self.conv_out.clone()), Arc::new(stats), self.bn.eps, self.bn.relu, &gamma, y, grad, Some(dz_sums.clone()))?;
+            batch_norm_backward::backward(y, Some(self.conv_out.clone()), Arc::new(stats), self.bn.eps, self.bn.relu, &gamma, y, grad, Some(dz_sums.clone()))?;
         // dz is no autograd operand, so the shared conv backward skips the bias product.
         let (dx, dw, _) = conv2d_backward::backward(x, w, &dz, &dz, self.stride, self.padding, self.groups)?;
         let dparams = if params.track_op() {

@@ -225,11 +225,10 @@ multiversion!(fn input_grad_image_mv<T>(dy: &[T], w: &[Vec<Vec<T>>], g: &ConvGeo
 pub fn input_grad<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
     let lay = PhaseLayout::new(g);
     let (wt, cip) = input_grad_weights(w, g, &lay);
-    let (cgi, cgo, _) = group_dims(g);
+    let (_, cgo, _) = group_dims(g);
     let (in_img, out_img) = (g.cin * g.in_plane(), g.cout * g.out_plane());
     // A grid with its zero margin in front and room behind for a whole plane of reads.
     let gstride = lay.margin + lay.plane.div_ceil(BLOCK) * BLOCK + BLOCK + lay.grid_pad;
-    let _ = cgi;
     let mut dx = output_vec(g.n * in_img);
     dx.par_chunks_mut(in_img).enumerate().for_each(|(j, d)| {
         let mut dxin = Scratch::<T>::new(cip * lay.cstride);

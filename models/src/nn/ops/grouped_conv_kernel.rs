@@ -152,31 +152,48 @@ mod avx512 {
     use super::{CO, LANES};
     use std::arch::x86_64::*;
 
-    /// [`super::shifted_conv`] for f32 over whole blocks of 32 positions (`len` is a multiple).
+    /// [`super::shifted_conv`] for f32 over whole blocks of 32 positions (`len` is a multiple):
+    /// 64 at a time while they fit (16 accumulators: each weight broadcast feeds 4 FMAs), then
+    /// a 32-wide tail, so small maps do not compute a padded half block.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn shifted_conv(out: *mut f32, ostride: usize, len: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize], wts: *const f32) {
-        let taps = offs.len();
         let mut q = 0;
+        while q + 4 * LANES <= len {
+            block::<4>(out, ostride, q, inp, cstride, cin, offs, wts);
+            q += 4 * LANES;
+        }
         while q < len {
-            let mut a = [_mm512_setzero_ps(); 2 * CO];
-            for ci in 0..cin {
-                let chan = inp.add(ci * cstride + q);
-                let wrow = wts.add(ci * taps);
-                for (t, &off) in offs.iter().enumerate() {
-                    let x0 = _mm512_loadu_ps(chan.add(off));
-                    let x1 = _mm512_loadu_ps(chan.add(off + LANES));
-                    for co in 0..CO {
-                        let w = _mm512_set1_ps(*wrow.add(co * cin * taps + t));
-                        a[2 * co] = _mm512_fmadd_ps(w, x0, a[2 * co]);
-                        a[2 * co + 1] = _mm512_fmadd_ps(w, x1, a[2 * co + 1]);
+            block::<2>(out, ostride, q, inp, cstride, cin, offs, wts);
+            q += 2 * LANES;
+        }
+    }
+
+    /// Positions `q .. q + V·16` of all [`CO`] outputs.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn block<const V: usize>(out: *mut f32, ostride: usize, q: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize], wts: *const f32) {
+        let taps = offs.len();
+        let mut a = [[_mm512_setzero_ps(); V]; CO];
+        for ci in 0..cin {
+            let chan = inp.add(ci * cstride + q);
+            let wrow = wts.add(ci * taps);
+            for (t, &off) in offs.iter().enumerate() {
+                let mut x = [_mm512_setzero_ps(); V];
+                for (v, xv) in x.iter_mut().enumerate() {
+                    *xv = _mm512_loadu_ps(chan.add(off + v * LANES));
+                }
+                for (co, acc) in a.iter_mut().enumerate() {
+                    let w = _mm512_set1_ps(*wrow.add(co * cin * taps + t));
+                    for v in 0..V {
+                        acc[v] = _mm512_fmadd_ps(w, x[v], acc[v]);
                     }
                 }
             }
-            for co in 0..CO {
-                _mm512_storeu_ps(out.add(co * ostride + q), a[2 * co]);
-                _mm512_storeu_ps(out.add(co * ostride + q + LANES), a[2 * co + 1]);
+        }
+        for (co, acc) in a.iter().enumerate() {
+            for (v, av) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(co * ostride + q + v * LANES), *av);
             }
-            q += 2 * LANES;
         }
     }
 

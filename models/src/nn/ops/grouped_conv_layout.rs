@@ -26,9 +26,47 @@ pub struct PhaseLayout {
     pub phase_taps: Vec<Vec<(usize, usize)>>,
     /// Largest in-plane shift: the zero margin an output-gradient grid needs in front.
     pub margin: usize,
-    /// Offset of input row `iy` / column `ix` in a channel buffer.
+    /// Offset of input row `iy` in a channel buffer.
     in_row: Vec<usize>,
-    in_col: Vec<usize>,
+    /// Per phase column b: the first input column that lands in it, and that column's offset;
+    /// the following ones are `stride` apart in the input and adjacent in the plane.
+    col_runs: Vec<(usize, usize)>,
+}
+
+/// `dst[j] = src[j·stride]`; strides 1 and 2 (the models') without a runtime step.
+fn copy_strided_from<T: NumLike>(dst: &mut [T], src: &[T], stride: usize) {
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => {
+            let n = dst.len().min(src.len().div_ceil(2));
+            if n == 0 {
+                return;
+            }
+            let (dst, src) = (&mut dst[..n], &src[..2 * n - 1]);
+            for j in 0..n {
+                dst[j] = src[2 * j];
+            }
+        }
+        _ => dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, &v)| *d = v),
+    }
+}
+
+/// `dst[j·stride] = src[j]`.
+fn copy_strided_to<T: NumLike>(dst: &mut [T], src: &[T], stride: usize) {
+    match stride {
+        1 => dst[..src.len()].copy_from_slice(src),
+        2 => {
+            let n = src.len().min(dst.len().div_ceil(2));
+            if n == 0 {
+                return;
+            }
+            let (dst, src) = (&mut dst[..2 * n - 1], &src[..n]);
+            for j in 0..n {
+                dst[2 * j] = src[j];
+            }
+        }
+        _ => dst.iter_mut().step_by(stride).zip(src).for_each(|(d, &v)| *d = v),
+    }
 }
 
 fn round_up(v: usize, m: usize) -> usize {
@@ -56,7 +94,13 @@ impl PhaseLayout {
             .collect();
         let at = |p: usize| (p % s, p / s);
         let in_row = (0..g.h).map(|iy| at(iy + g.pad)).map(|(a, r)| a * s * plane + r * rs).collect();
-        let in_col = (0..g.w).map(|ix| at(ix + g.pad)).map(|(b, c)| b * plane + c).collect();
+        let col_runs = (0..s)
+            .filter_map(|b| {
+                let ix0 = (0..g.w).find(|ix| (ix + g.pad) % s == b)?;
+                let (b, c) = at(ix0 + g.pad);
+                Some((ix0, b * plane + c))
+            })
+            .collect();
         Self {
             rs,
             plane,
@@ -67,7 +111,7 @@ impl PhaseLayout {
             phase_taps,
             margin: reach * rs + reach,
             in_row,
-            in_col,
+            col_runs,
         }
     }
 
@@ -79,13 +123,9 @@ impl PhaseLayout {
             let buf = &mut dst[ci * self.cstride..][..self.cstride];
             for (iy, &r) in self.in_row.iter().enumerate() {
                 let row = &src[iy * g.w..][..g.w];
-                if g.stride == 1 {
-                    let start = r + self.in_col[0];
-                    buf[start..start + g.w].copy_from_slice(row);
-                } else {
-                    for (&c, &v) in self.in_col.iter().zip(row) {
-                        buf[r + c] = v;
-                    }
+                for &(ix0, off) in &self.col_runs {
+                    let run = (g.w - ix0).div_ceil(g.stride);
+                    copy_strided_from(&mut buf[r + off..][..run], &row[ix0..], g.stride);
                 }
             }
         }
@@ -98,13 +138,9 @@ impl PhaseLayout {
             let dst = &mut planes[ci * g.in_plane()..][..g.in_plane()];
             for (iy, &r) in self.in_row.iter().enumerate() {
                 let row = &mut dst[iy * g.w..][..g.w];
-                if g.stride == 1 {
-                    let start = r + self.in_col[0];
-                    row.copy_from_slice(&buf[start..start + g.w]);
-                } else {
-                    for (&c, v) in self.in_col.iter().zip(row.iter_mut()) {
-                        *v = buf[r + c];
-                    }
+                for &(ix0, off) in &self.col_runs {
+                    let run = (g.w - ix0).div_ceil(g.stride);
+                    copy_strided_to(&mut row[ix0..], &buf[r + off..][..run], g.stride);
                 }
             }
         }

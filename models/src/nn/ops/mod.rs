@@ -3,6 +3,7 @@
 //! this module, for f32 (fast paths) and f64 (the same code, for gradient checks).
 
 pub mod batch_norm;
+pub mod batch_norm_backward;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod conv_bn;
