@@ -62,26 +62,10 @@ impl TrainStep {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Process settings the step is fastest with; call first thing in `main`.
-///
-/// - mimalloc keeps freed memory instead of purging it back to the kernel after 10 ms
-///   (measured, best of 5 interleaved runs, img/s: resnet-light 116 → 140, vgg 150 → 177,
-///   densenet-small 38 → 49 against glibc; mimalloc with purging was slower than glibc).
-/// - candle's own thread pool is off (`CANDLE_NUM_THREADS=1`, unless set): the heavy ops run
-///   on rayon, and candle's pool spin-waits for its worker while rayon's threads hold both
-///   cores (best of 3 interleaved: resnet-heavy 64 → 71, resnet-light 100 → 108 img/s).
+/// Process settings the step is fastest with; call first thing in `main` (see
+/// [`cifar_train::runtime::tune`]).
 pub fn tune_runtime() {
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        // Before any candle op starts its pool; no other thread reads the environment yet.
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
-    #[cfg(not(feature = "system-alloc"))]
-    {
-        /// `mi_option_purge_delay` (the sys crate names no constant for it).
-        const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-        // SAFETY: sets a process-wide option; mimalloc allows this at any time.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
-    }
+    cifar_train::runtime::tune();
 }
 
 /// Sizes rayon's global pool (the kernels' threads); later calls keep the first size.

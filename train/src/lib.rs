@@ -10,4 +10,5 @@ pub mod optim;
 pub mod progress;
 pub mod recipe;
 pub mod report;
+pub mod runtime;
 pub mod run_info;

@@ -11,7 +11,12 @@ const USAGE: u8 = 2;
 const DIVERGED: u8 = 3;
 const RUN_CONFLICT: u8 = 4;
 
+/// See [`cifar_train::runtime`]: a training step's allocation pattern wants mimalloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    cifar_train::runtime::tune();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
