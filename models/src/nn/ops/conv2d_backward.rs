@@ -230,22 +230,5 @@ pub fn weight_grad_gemm<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Ve
         }
         return Ok(acc);
     }
-    (0..chunks)
-        .into_par_iter()
-        .try_fold(
-            || vec![T::ZERO; kk * g.cout],
-            |mut acc, c| {
-                add_chunk(c, &mut acc)?;
-                Ok::<_, candle_core::Error>(acc)
-            },
-        )
-        .try_reduce(
-            || vec![T::ZERO; kk * g.cout],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += *y;
-                }
-                Ok(a)
-            },
-        )
+    super::reduce::ordered_sum(chunks, kk * g.cout, add_chunk)
 }

@@ -260,32 +260,22 @@ pub fn weight_grad<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     let (in_img, out_img) = (g.cin * g.in_plane(), g.cout * g.out_plane());
     // Accumulated with output channels padded to whole blocks (zero gradients), then cut.
     let len = g.groups * cop * cgi * kk;
-    let padded = (0..g.n)
-        .into_par_iter()
-        .fold(
-            || (vec![T::ZERO; len], None::<(Scratch<T>, Scratch<T>)>),
-            |(mut dw, bufs), j| {
-                let (mut xin, mut dyg) = bufs.unwrap_or_else(|| {
-                    let mut xin = Scratch::<T>::new(cgi * lay.cstride);
-                    xin.fill(T::ZERO);
-                    let mut dyg = Scratch::<T>::new(cop * lay.grid_pad);
-                    dyg.fill(T::ZERO);
-                    (xin, dyg)
-                });
-                weight_grad_image_mv(&x[j * in_img..][..in_img], &dy[j * out_img..][..out_img], g, &lay, &mut dw, &mut xin, &mut dyg);
-                (dw, Some((xin, dyg)))
-            },
-        )
-        .map(|(dw, _)| dw)
-        .reduce(
-            || vec![T::ZERO; len],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += *y;
-                }
-                a
-            },
-        );
+    // Scratch per partition; its padding stays zero between images.
+    let scratch = || {
+        let mut xin = Scratch::<T>::new(cgi * lay.cstride);
+        xin.fill(T::ZERO);
+        let mut dyg = Scratch::<T>::new(cop * lay.grid_pad);
+        dyg.fill(T::ZERO);
+        (xin, dyg)
+    };
+    let padded = super::reduce::ordered_sum_with::<T, _, std::convert::Infallible, _, _>(g.n, len, scratch, |j, (xin, dyg), dw| {
+        weight_grad_image_mv(&x[j * in_img..][..in_img], &dy[j * out_img..][..out_img], g, &lay, dw, xin, dyg);
+        Ok(())
+    });
+    let padded = match padded {
+        Ok(v) => v,
+        Err(never) => match never {},
+    };
     let n = cgo * cgi * kk;
     (0..g.groups).flat_map(|gi| padded[gi * cop * cgi * kk..][..n].to_vec()).collect()
 }

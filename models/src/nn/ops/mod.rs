@@ -15,6 +15,7 @@ mod grouped_conv_kernel;
 mod grouped_conv_layout;
 mod im2col;
 pub mod pool;
+mod reduce;
 pub mod profile;
 pub mod relu;
 pub(crate) mod simd;
