@@ -7,15 +7,19 @@
 #   chromium              Debian chromium, for the test that loads the server's page headless
 #   .venv-tools/          Python venv for the tests: onnx (checker), tritonclient[http] + numpy
 #                         (the official KServe V2 client, driven against `serve`)
+#
+#   scripts/setup.sh              everything above
+#   scripts/setup.sh --ort-only   only the ONNX Runtime library (all `serve` needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ORT_ONLY=""; [ "${1:-}" = "--ort-only" ] && ORT_ONLY=1
 
 log() { printf '[setup] %s\n' "$*"; }
 ORT_VERSION=1.31.1
 
 need_apt=()
-command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
-command -v chromium >/dev/null || need_apt+=(chromium)
+[ -n "$ORT_ONLY" ] || command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+[ -n "$ORT_ONLY" ] || command -v chromium >/dev/null || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -46,7 +50,7 @@ PY
 fi
 
 # Python tools the tests call: the ONNX checker and the Triton/KServe V2 HTTP client.
-if [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http" 2>/dev/null; then
+if [ -z "$ORT_ONLY" ] && { [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http" 2>/dev/null; }; then
   log "creating .venv-tools (onnx, tritonclient[http], numpy)"
   python3 -m venv .venv-tools
   .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3" "tritonclient[http]==2.*"

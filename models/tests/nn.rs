@@ -163,3 +163,38 @@ fn one_step_lowers_the_loss_for_every_model() -> Result<()> {
     Ok(())
 }
 
+
+/// Half-precision compute over f32 master weights: f32 logits close to the f32 forward, f32
+/// gradients for every trainable variable, and a step that lowers the loss. (The trainer's
+/// mode is bf16, which candle only multiplies on CUDA; f16 runs the same casts on CPU.)
+#[test]
+fn mixed_precision_computes_in_half_and_trains_f32_masters() -> Result<()> {
+    let labels = Tensor::new(&[0u32, 3, 7, 9], &Device::Cpu)?;
+    for name in ["resnet-light"] {
+        let full = Network::new(build(name)?, 1, DType::F32, &Device::Cpu)?;
+        let mut mixed = Network::new(build(name)?, 1, DType::F32, &Device::Cpu)?;
+        mixed.set_compute_dtype(DType::F16)?;
+        assert_eq!(mixed.compute_dtype(), DType::F16);
+        let x = input(4, 11, DType::F32)?;
+        let reference = full.forward_t(&x, false)?;
+        let logits = mixed.forward_t(&x, false)?;
+        assert_eq!(logits.dtype(), DType::F32);
+        let scale = reference.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (&logits - &reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        // Half precision: small differences, never exact equality.
+        assert!(diff > 0.0 && diff < 0.1 * scale.max(1.0), "{name}: max |Δ| {diff} vs scale {scale}");
+
+        let loss0 = cross_entropy(&mixed.forward_t(&x, true)?, &labels)?;
+        let grads = loss0.backward()?;
+        for var in mixed.trainable_vars() {
+            let g = grads.get(var.as_tensor()).expect("every trainable variable gets a gradient");
+            assert_eq!(g.dtype(), DType::F32);
+        }
+        let mut opt = SGD::new(mixed.trainable_vars(), 0.01)?;
+        opt.step(&grads)?;
+        let loss1 = cross_entropy(&mixed.forward_t(&x, true)?, &labels)?;
+        let (l0, l1) = (loss0.to_scalar::<f32>()?, loss1.to_scalar::<f32>()?);
+        assert!(l1 < l0, "{name}: loss {l0} -> {l1}");
+    }
+    Ok(())
+}

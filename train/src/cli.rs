@@ -1,6 +1,6 @@
 //! Command-line interface of `train`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Train, evaluate and export the seed study's CIFAR-10 models.
@@ -27,6 +27,19 @@ pub enum Command {
     /// Export a model to ONNX (opset 17, BatchNorm folded, dropout removed) and check it
     /// against ONNX Runtime.
     Export(ExportArgs),
+    /// Write a synthetic CIFAR-10 in the official binary layout (class-coloured patterns a
+    /// model can learn): for demos and smoke tests where the real set is not at hand.
+    Synthetic(SyntheticArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyntheticArgs {
+    /// Folder to write data_batch_1..5.bin, test_batch.bin and batches.meta.txt into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +129,18 @@ pub struct TrainArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
 
+    /// Compute precision: f32, or bf16 (mixed: convs and linears in bf16 on f32 master
+    /// weights; batch norms, loss and optimizer in f32). bf16 needs CUDA (Ampere or newer):
+    /// candle's CPU backend cannot multiply bf16.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+
+    /// Where training batches are made: host (CPU worker threads, then a copy per batch),
+    /// device (the training set uploaded once and augmented on the device; the same batches
+    /// bit for bit) or auto (device on CUDA, host on CPU).
+    #[arg(long, value_enum, default_value_t = DataPlacement::Auto)]
+    pub data_placement: DataPlacement,
+
     /// CPU threads for compute (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -143,4 +168,17 @@ pub struct TrainArgs {
     /// No progress bars or per-epoch lines (errors and the final summary only).
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    F32,
+    Bf16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DataPlacement {
+    Auto,
+    Host,
+    Device,
 }

@@ -8,6 +8,7 @@ use crate::optim::AdamW;
 use crate::progress::{EpochProgress, Running};
 use crate::recipe::Recipe;
 use crate::report::{self, Confusion};
+use crate::resident::ResidentData;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{loss::cross_entropy, ModuleT};
@@ -50,6 +51,10 @@ pub struct TrainOptions {
     pub resume: bool,
     pub ort_lib: Option<PathBuf>,
     pub quiet: bool,
+    /// Mixed precision: bf16 compute on f32 master weights.
+    pub bf16: bool,
+    /// Keep the training set on the device and augment it there ([`ResidentData`]).
+    pub data_on_device: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +74,8 @@ pub struct Summary {
     pub wall_seconds: f64,
     pub mean_train_img_s: f64,
     pub device: String,
+    pub precision: String,
+    pub data_on_device: bool,
     pub threads: usize,
     pub seed: u64,
     pub git_commit: String,
@@ -121,6 +128,11 @@ fn batch_tensors(b: &mut data::Batch, device: &Device) -> Result<(Tensor, Tensor
     let x = Tensor::from_vec(std::mem::take(&mut b.images), &b.shape()[..], &Device::Cpu)?.to_device(device)?;
     let y = Tensor::from_vec(b.labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), b.len, &Device::Cpu)?.to_device(device)?;
     Ok((x, y))
+}
+
+/// How many rows of `logits` pick their label (counted on the device: one scalar comes back).
+fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
+    Ok(logits.argmax(D::Minus1)?.eq(labels)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize)
 }
 
 /// Loss and accuracy over a whole loader in evaluation mode; fills `confusion` when given.
@@ -177,6 +189,17 @@ pub fn train(opts: TrainOptions) -> Result<Summary> {
     checkpoint::write_atomically(&dir.join(RECIPE), serde_json::to_string_pretty(&recipe)?.as_bytes())?;
 
     let mut net = Network::new(graph, recipe.seed, DType::F32, &opts.device)?;
+    if opts.bf16 {
+        net.set_compute_dtype(DType::BF16)?;
+    }
+    let resident = if opts.data_on_device {
+        let t = Instant::now();
+        let r = ResidentData::upload(data.train.records(), data.train.normalizer(), &opts.device)?;
+        tracing::info!("training set on {} ({:.1}s to upload)", opts.device_name, t.elapsed().as_secs_f64());
+        Some(r)
+    } else {
+        None
+    };
     let mut opt = AdamW::new(net.named_trainable(), recipe.beta1, recipe.beta2, recipe.eps, recipe.weight_decay)?;
     let mut state = TrainState {
         recipe: recipe.clone(),
@@ -218,30 +241,41 @@ pub fn train(opts: TrainOptions) -> Result<Summary> {
         let label = format!("epoch {}/{}", epoch + 1, recipe.epochs);
         let mut progress = EpochProgress::new(label, data.train.batches(), opts.quiet);
         let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
-        for mut batch in data.train.epoch(epoch as u64) {
+        // (index, images, labels) on the device, from the host loader or the resident set.
+        let batches: Box<dyn Iterator<Item = Result<(usize, Tensor, Tensor)>>> = match &resident {
+            Some(r) => Box::new(data.train.plans_from(epoch as u64, 0).map(|p| {
+                let (x, y) = r.batch(&p)?;
+                Ok((p.index, x, y))
+            })),
+            None => Box::new(data.train.epoch(epoch as u64).map(|mut b| {
+                let (x, y) = batch_tensors(&mut b, &opts.device)?;
+                Ok((b.index, x, y))
+            })),
+        };
+        for item in batches {
+            let (index, x, y) = item?;
+            let len = x.dim(0)?;
             // BatchNorm cannot take batch statistics of one image at 1x1 (nor can PyTorch).
-            if batch.len < 2 {
+            if len < 2 {
                 if !warned_single {
                     tracing::warn!("skipping a final training batch of one image");
                     warned_single = true;
                 }
                 continue;
             }
-            let (x, y) = batch_tensors(&mut batch, &opts.device)?;
             let logits = net.forward_t(&x, true)?;
             let loss = cross_entropy(&logits, &y)?;
             let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
-                return Err(TrainError::Diverged { epoch: epoch + 1, batch: batch.index, loss: loss_value, last_good: state.epochs_done }.into());
+                return Err(TrainError::Diverged { epoch: epoch + 1, batch: index, loss: loss_value, last_good: state.epochs_done }.into());
             }
             let grads = loss.backward()?;
             opt.step(&grads, lr)?;
-            let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            right += pred.iter().zip(&batch.labels).filter(|(p, t)| **p == **t as u32).count();
-            loss_sum += loss_value as f64 * batch.len as f64;
-            seen += batch.len;
+            right += correct(&logits, &y)?;
+            loss_sum += loss_value as f64 * len as f64;
+            seen += len;
             let running = Running { loss: loss_sum / seen as f64, acc: right as f64 / seen as f64, lr };
-            progress.batch_done(batch.len, &running, opts.quiet);
+            progress.batch_done(len, &running, opts.quiet);
         }
         progress.finish();
         let train_img_s = progress.img_per_s();
@@ -312,7 +346,7 @@ fn finish(
     meta.recipe = Some(serde_json::to_value(recipe)?);
     meta.source_commit = Some(GIT_COMMIT.to_string());
     let cpu_net;
-    let export_net = if net.device().is_cpu() {
+    let export_net = if net.device().is_cpu() && net.compute_dtype() == net.dtype() {
         &*net
     } else {
         // The exporter and the parity check read weights on the CPU.
@@ -355,6 +389,8 @@ fn finish(
         wall_seconds: wall.elapsed().as_secs_f64(),
         mean_train_img_s: mean_img_s,
         device: opts.device_name.clone(),
+        precision: if opts.bf16 { "bf16".into() } else { "f32".into() },
+        data_on_device: opts.data_on_device,
         threads: rayon::current_num_threads(),
         seed: recipe.seed,
         git_commit: GIT_COMMIT.to_string(),

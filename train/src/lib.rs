@@ -10,5 +10,6 @@ pub mod optim;
 pub mod progress;
 pub mod recipe;
 pub mod report;
+pub mod resident;
 pub mod runtime;
 pub mod run_info;

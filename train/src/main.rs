@@ -49,6 +49,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(command) = cli.command {
         return match command {
             cli::Command::Export(args) => commands::export::run(&args),
+            cli::Command::Synthetic(args) => {
+                let spec = cifar_train::data::SyntheticSpec { seed: args.seed, ..Default::default() };
+                cifar_train::data::write_synthetic(&args.out, &spec)?;
+                eprintln!("wrote a synthetic CIFAR-10 (official layout, 10,000 records per file) to {}", args.out.display());
+                Ok(())
+            }
         };
     }
     let args = cli.train;

@@ -140,6 +140,25 @@ fn resume_after_sigkill_equals_an_uninterrupted_run() {
     assert_eq!(s(&a)["test_acc"], s(&dir)["test_acc"]);
 }
 
+/// `--data-placement device` (the training set resident on the device, augmented there) is the
+/// same run as the host loader's, bit for bit; on CPU it exercises the CUDA path's code.
+#[test]
+fn device_resident_data_gives_the_host_loaders_run() {
+    let host = tempfile::tempdir().unwrap();
+    let device = tempfile::tempdir().unwrap();
+    let run = |out: &Path, placement: &str| {
+        let o = train(&[args(out.to_str().unwrap(), "2"), vec!["--data-placement".into(), placement.into()]].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out.join("resnet-light")
+    };
+    let (a, b) = (run(host.path(), "host"), run(device.path(), "device"));
+    assert_eq!(deterministic(&metrics(&a)), deterministic(&metrics(&b)));
+    assert_eq!(std::fs::read(a.join("last.safetensors")).unwrap(), std::fs::read(b.join("last.safetensors")).unwrap());
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(b.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["data_on_device"], true);
+    assert_eq!(s["precision"], "f32");
+}
+
 #[test]
 fn refuses_to_overwrite_another_run_and_to_resume_another_recipe() {
     let out = tempfile::tempdir().unwrap();
@@ -177,4 +196,20 @@ fn bad_input_is_explained() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("no CIFAR-10 found") && err.contains("--download"), "{err}");
     assert!(!PathBuf::from(o).join("vgg").join("summary.json").exists());
+    let bf16_cpu = train(&[args(o, "1"), vec!["--precision".into(), "bf16".into()]].concat());
+    assert_eq!(bf16_cpu.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bf16_cpu.stderr).contains("bf16 needs --device cuda"));
+    let cuda = train(&["--model".into(), "vgg".into(), "--device".into(), "cuda:x".into(), "--out".into(), o.into()]);
+    assert_eq!(cuda.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&cuda.stderr).contains("--device cuda:x"));
+}
+
+/// `train synthetic` writes a set that `train` reads back (the GPU check's fallback data).
+#[test]
+fn synthetic_subcommand_writes_a_readable_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(&["synthetic".into(), "--out".into(), dir.path().to_str().unwrap().into(), "--seed".into(), "5".into()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let set = cifar_train::data::Cifar10::load(dir.path()).unwrap();
+    assert_eq!((set.train.len(), set.test.len(), set.classes.len()), (50_000, 10_000, 10));
 }

@@ -34,6 +34,9 @@ pub struct Network {
     dropout: DropoutRng,
     device: Device,
     dtype: DType,
+    /// The dtype activations and weights are computed in; `dtype` (the master copy the
+    /// optimiser updates) unless mixed precision is on.
+    compute: DType,
 }
 
 impl Network {
@@ -95,7 +98,7 @@ impl Network {
         }
         // A separate stream from the one that drew the weights.
         let dropout = DropoutRng::new(seed ^ 0xD50F_0A7C_0000_0001);
-        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, conv_deferred, bn_conv, dropout, device: device.clone(), dtype })
+        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, conv_deferred, bn_conv, dropout, device: device.clone(), dtype, compute: dtype })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -108,6 +111,30 @@ impl Network {
 
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Mixed precision: convs, linears and everything between them run in `compute` (e.g.
+    /// bf16) on casts of the master weights, whose gradients come back in `dtype`; batch norms
+    /// and the logits stay in `dtype`, as PyTorch's autocast keeps them in f32.
+    pub fn set_compute_dtype(&mut self, compute: DType) -> Result<()> {
+        if !compute.is_float() {
+            candle_core::bail!("compute dtype must be a float type, got {compute:?}");
+        }
+        self.compute = compute;
+        Ok(())
+    }
+
+    pub fn compute_dtype(&self) -> DType {
+        self.compute
+    }
+
+    fn mixed(&self) -> bool {
+        self.compute != self.dtype
+    }
+
+    /// `t` in the compute dtype (a cast with a gradient path back to the master copy).
+    fn compute(&self, t: &Tensor) -> Result<Tensor> {
+        if self.mixed() { t.to_dtype(self.compute) } else { Ok(t.clone()) }
     }
 
     /// The parameters an optimiser may update: weights and biases, never running statistics.
@@ -173,7 +200,7 @@ impl ModuleT for Network {
         }
         let mut values: Vec<Option<Tensor>> = vec![None; self.graph.nodes.len()];
         let mut pending = self.readers.clone();
-        values[0] = Some(x.clone());
+        values[0] = Some(self.compute(x)?);
         for (i, node) in self.graph.nodes.iter().enumerate().skip(1) {
             let inputs: Vec<Tensor> = node
                 .inputs
@@ -197,10 +224,15 @@ impl ModuleT for Network {
                     conv_bn::conv_batch_norm(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c, bn, self.fused_relu[i])?
                 }
                 (Op::Conv(c), Layer::Affine { weight, bias }) => {
-                    conv::conv2d(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c)?
+                    let bias = bias.as_ref().map(|b| self.compute(b.as_tensor())).transpose()?;
+                    conv::conv2d(x, &self.compute(weight.as_tensor())?, bias.as_ref(), c)?
                 }
                 (Op::Linear { .. }, Layer::Affine { weight, bias }) => {
-                    linear::linear(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor))?
+                    let bias = bias.as_ref().map(|b| self.compute(b.as_tensor())).transpose()?;
+                    linear::linear(x, &self.compute(weight.as_tensor())?, bias.as_ref())?
+                }
+                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) if self.mixed() => {
+                    self.compute(&bn.forward_t_act(&x.to_dtype(self.dtype)?, train, self.fused_relu[i])?)?
                 }
                 (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) => bn.forward_t_act(x, train, self.fused_relu[i])?,
                 (Op::Relu, _) if self.relu_done[i] => x.clone(),
@@ -225,6 +257,7 @@ impl ModuleT for Network {
             };
             values[i] = Some(y);
         }
-        Ok(values[self.graph.output].take().expect("output computed"))
+        let logits = values[self.graph.output].take().expect("output computed");
+        if self.mixed() { logits.to_dtype(self.dtype) } else { Ok(logits) }
     }
 }

@@ -2,10 +2,10 @@
 //! right; elsewhere a reshape + reduce formulation whose autograd is right too.
 
 use super::ops::pool::{Pool2d, PoolKind};
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 fn pool(x: &Tensor, k: usize, kind: PoolKind) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
         return x.contiguous()?.apply_op1(Pool2d { kind, k });
     }
     let (n, c, h, w) = x.dims4()?;

@@ -1,6 +1,6 @@
 //! `train --model NAME`: a training run with the seed recipe as defaults.
 
-use crate::cli::TrainArgs;
+use crate::cli::{DataPlacement, Precision, TrainArgs};
 use anyhow::{bail, Result};
 use cifar_train::fit::{self, TrainOptions};
 use cifar_train::recipe::Recipe;
@@ -25,6 +25,9 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
     if !args.quiet {
         eprintln!("device: {device_name} (--device {})", args.device);
     }
+    if args.precision == Precision::Bf16 && device.is_cpu() {
+        bail!("--precision bf16 needs --device cuda: candle's CPU backend has no bf16 matrix multiply (use f32 on CPU)");
+    }
     let mut recipe = Recipe::seed(model);
     recipe.epochs = args.epochs;
     recipe.batch_size = args.batch_size;
@@ -39,12 +42,18 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
         recipe,
         data_dir: args.data_dir.clone(),
         download: args.download,
-        device,
+        device: device.clone(),
         device_name,
         out: args.out.clone(),
         resume: args.resume,
         ort_lib: args.ort_lib.clone(),
         quiet: args.quiet,
+        bf16: args.precision == Precision::Bf16,
+        data_on_device: match args.data_placement {
+            DataPlacement::Auto => !device.is_cpu(),
+            DataPlacement::Host => false,
+            DataPlacement::Device => true,
+        },
     })?;
     let dir = fit::run_dir(&args.out, model);
     println!(

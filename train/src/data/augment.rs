@@ -66,6 +66,11 @@ impl Normalizer {
         self.lut[c][v as usize]
     }
 
+    /// The three 256-entry tables, channel after channel: entry `256 c + v` is `value(c, v)`.
+    pub fn table(&self) -> Vec<f32> {
+        self.lut.iter().flatten().copied().collect()
+    }
+
     /// Validation/test transform: `src` is one CHW image of 3,072 bytes, `dst` 3,072 floats.
     pub fn normalize(&self, src: &[u8], dst: &mut [f32]) {
         self.augment(src, dst, Augment::NONE);

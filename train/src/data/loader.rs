@@ -177,31 +177,60 @@ impl Loader {
     }
 }
 
+/// Which records a batch holds and how each is augmented ([`Augment::NONE`] when the loader
+/// does not augment): the host loader turns a plan into floats, the trainer's device-resident
+/// data does the same on the accelerator, so both give the same batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchPlan {
+    pub index: usize,
+    pub ids: Vec<u32>,
+    pub augments: Vec<Augment>,
+}
+
+impl Loader {
+    /// The records this loader serves from.
+    pub fn records(&self) -> &Arc<Records> {
+        &self.inner.records
+    }
+
+    /// The byte-to-float transform of its batches.
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.inner.norm
+    }
+
+    /// The plans of `epoch` from batch `start` on, without preparing any pixels.
+    pub fn plans_from(&self, epoch: u64, start: usize) -> impl ExactSizeIterator<Item = BatchPlan> + '_ {
+        let order = self.order(epoch);
+        let end = self.batches();
+        (start.min(end)..end).map(move |b| self.inner.plan(&order, epoch, b))
+    }
+}
+
 impl Inner {
-    fn batch(&self, order: &[u32], epoch: u64, index: usize) -> Batch {
+    fn plan(&self, order: &[u32], epoch: u64, index: usize) -> BatchPlan {
         let size = self.config.batch_size;
         let first = index * size;
-        let ids = &order[first..(first + size).min(order.len())];
-        let mut images = vec![0f32; ids.len() * IMAGE_BYTES];
-        let mut labels = Vec::with_capacity(ids.len());
-        let mut rng = self.config.augment.then(|| {
+        let ids = order[first..(first + size).min(order.len())].to_vec();
+        let augments = if self.config.augment {
             let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ AUGMENT_DOMAIN);
             rng.set_stream(epoch);
             rng.set_word_pos(first as u128 * WORDS_PER_SAMPLE);
-            rng
-        });
-        for (&id, dst) in ids.iter().zip(images.chunks_exact_mut(IMAGE_BYTES)) {
-            let src = self.records.image(id as usize);
+            ids.iter().map(|_| Augment::from_words(rng.next_u64(), rng.next_u64())).collect()
+        } else {
+            vec![Augment::NONE; ids.len()]
+        };
+        BatchPlan { index, ids, augments }
+    }
+
+    fn batch(&self, order: &[u32], epoch: u64, index: usize) -> Batch {
+        let plan = self.plan(order, epoch, index);
+        let mut images = vec![0f32; plan.ids.len() * IMAGE_BYTES];
+        let mut labels = Vec::with_capacity(plan.ids.len());
+        for ((&id, &aug), dst) in plan.ids.iter().zip(&plan.augments).zip(images.chunks_exact_mut(IMAGE_BYTES)) {
             labels.push(self.records.label(id as usize));
-            match rng.as_mut() {
-                Some(rng) => {
-                    let aug = Augment::from_words(rng.next_u64(), rng.next_u64());
-                    self.norm.augment(src, dst, aug);
-                }
-                None => self.norm.normalize(src, dst),
-            }
+            self.norm.augment(self.records.image(id as usize), dst, aug);
         }
-        Batch { index, len: ids.len(), images, labels }
+        Batch { index, len: plan.ids.len(), images, labels }
     }
 }
 

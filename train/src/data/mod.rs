@@ -21,7 +21,7 @@ pub use download::{
     download, ensure, extract, fetch, md5_hex, verify_md5, DownloadOptions, CIFAR10_MD5,
     CIFAR10_URL,
 };
-pub use loader::{Batch, Epoch, Loader, LoaderConfig};
+pub use loader::{Batch, BatchPlan, Epoch, Loader, LoaderConfig};
 pub use split::{numpy_shuffle, split_train_val, Mt19937, Split, DEFAULT_SPLIT_SEED, VAL_SIZE};
 pub use synthetic::{
     synthetic_records, write_archive, write_synthetic, write_synthetic_archive, SyntheticSpec,

@@ -1,0 +1,117 @@
+//! The shipped model zoo (`model-zoo/`): the default model classifies the first 1,000 CIFAR-10
+//! test images over HTTP with the accuracy its metadata claims, and every shipped file's
+//! metadata carries exactly what its training run reported.
+//!
+//! The images are `tests/fixtures/model-zoo/test-images.jpg` (a sprite written by
+//! `cargo run -p cifar-train --example zoo_fixture`), labels in `test-labels.txt`.
+
+mod common;
+
+use base64::Engine;
+use common::{get, post, repo_root, Server};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const DEFAULT_MODEL: &str = "resnet-light";
+/// ±2 points on 1,000 images: sampling noise of a 1,000-image subset (σ ≈ 1.1 pt at 85 %)
+/// plus the fixture's JPEG re-encoding.
+const TOLERANCE: f64 = 0.02;
+
+fn zoo() -> PathBuf {
+    repo_root().join("model-zoo")
+}
+
+fn shipped() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(zoo())
+        .expect("model-zoo/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The zoo's ONNX files in a temporary folder (the server writes its log next to the models).
+fn served_zoo() -> Server {
+    let dir = common::process_temp_dir("zoo");
+    for f in shipped() {
+        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    Server::start(&dir, &["--default", DEFAULT_MODEL])
+}
+
+/// The fixture's images as PNG files (lossless from the decoded sprite) and their labels.
+fn fixture() -> (Vec<Vec<u8>>, Vec<u32>) {
+    let dir = repo_root().join("tests/fixtures/model-zoo");
+    let sprite = image::open(dir.join("test-images.jpg")).expect("fixture sprite").to_rgb8();
+    let labels: Vec<u32> = std::fs::read_to_string(dir.join("test-labels.txt"))
+        .unwrap()
+        .trim()
+        .bytes()
+        .map(|b| (b - b'0') as u32)
+        .collect();
+    let per_row = sprite.width() / 32;
+    let images = (0..labels.len() as u32)
+        .map(|i| {
+            let tile = image::imageops::crop_imm(&sprite, (i % per_row) * 32, (i / per_row) * 32, 32, 32).to_image();
+            let mut png = Vec::new();
+            tile.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+            png
+        })
+        .collect();
+    (images, labels)
+}
+
+fn summary_of(onnx: &Path) -> Value {
+    let name = onnx.file_stem().unwrap().to_str().unwrap();
+    let path = zoo().join(name).join("summary.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn the_default_model_classifies_the_first_1000_test_images_as_its_metadata_says() {
+    assert!(shipped().iter().any(|p| p.file_stem().unwrap() == DEFAULT_MODEL), "model-zoo/{DEFAULT_MODEL}.onnx is shipped");
+    let server = served_zoo();
+    let info = get(&server.u(&format!("/v1/models/{DEFAULT_MODEL}"))).json();
+    let claimed = info["test_acc"].as_f64().expect("the shipped model carries its test accuracy");
+
+    let (images, labels) = fixture();
+    assert_eq!(labels.len(), 1000);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut right = 0usize;
+    for (chunk, truth) in images.chunks(50).zip(labels.chunks(50)) {
+        let body = json!({"images": chunk.iter().map(|png| b64.encode(png)).collect::<Vec<_>>()}).to_string();
+        let r = post(&server.u("/v1/classify?top_k=1"), "application/json", body.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["model"], DEFAULT_MODEL);
+        for (i, &t) in truth.iter().enumerate() {
+            let best = v["results"][i]["predictions"][0]["class_id"].as_u64().expect("a prediction per image");
+            right += (best == t as u64) as usize;
+        }
+    }
+    let acc = right as f64 / labels.len() as f64;
+    eprintln!("{DEFAULT_MODEL}: {acc:.3} on the first 1,000 test images over HTTP; metadata says {claimed:.4} on 10,000");
+    assert!((acc - claimed).abs() <= TOLERANCE, "HTTP accuracy {acc:.3} vs metadata test accuracy {claimed:.4}");
+}
+
+#[test]
+fn every_shipped_model_carries_what_its_training_run_reported() {
+    let files = shipped();
+    assert!(!files.is_empty());
+    let server = served_zoo();
+    for f in files {
+        let name = f.file_stem().unwrap().to_str().unwrap();
+        let s = summary_of(&f);
+        let m = get(&server.u(&format!("/v1/models/{name}"))).json();
+        assert_eq!(m["architecture"], s["model"], "{name}");
+        assert_eq!(m["test_acc"].as_f64(), s["test_acc"].as_f64(), "{name}: test accuracy");
+        assert_eq!(m["val_acc"].as_f64(), s["best_val_acc"].as_f64(), "{name}: validation accuracy");
+        assert_eq!(m["epochs"].as_u64(), s["epochs"].as_u64(), "{name}: epochs");
+        assert_eq!(m["params"].as_u64(), s["params"].as_u64(), "{name}: params");
+        // The reports that go with it.
+        for report in ["metrics.csv", "curves.svg"] {
+            assert!(zoo().join(name).join(report).is_file(), "model-zoo/{name}/{report}");
+        }
+    }
+}
