@@ -71,6 +71,7 @@ fn existing(p: &Path) -> Option<PathBuf> {
 pub type Environment = ort::environment::Environment;
 
 static LOADED: OnceLock<Result<(PathBuf, Environment), String>> = OnceLock::new();
+static VERSION: OnceLock<String> = OnceLock::new();
 
 /// Loads the library once per process and creates ONNX Runtime's environment; later calls
 /// return what the first call loaded, whatever they ask for.
@@ -82,12 +83,35 @@ pub fn init(explicit: Option<&Path>, flavor: Flavor) -> Result<(PathBuf, Environ
     let result = LOADED.get_or_init(|| {
         let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
         let env = builder.with_name("cifar").build().map_err(|e| e.to_string())?;
+        if let Some(v) = version_string(&path) {
+            let _ = VERSION.set(v);
+        }
         Ok((path.clone(), env))
     });
     result.clone().map_err(|reason| OrtLoadError::Load { path, reason })
 }
 
-/// The loaded library's version string, e.g. `1.31.1`.
+/// The loaded library's version string, e.g. `1.31.1`; `unknown` before [`init`] succeeded.
 pub fn runtime_version() -> String {
-    ort::info().split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit())).unwrap_or("unknown").to_string()
+    VERSION.get().cloned().unwrap_or_else(|| "unknown".into())
+}
+
+/// `OrtApiBase::GetVersionString` of the library at `path`, which is loaded already: the
+/// build-info string `ort` exposes carries a git branch and commit but not the release.
+fn version_string(path: &Path) -> Option<String> {
+    // SAFETY: the library is loaded (this only takes another reference to it), and
+    // `OrtGetApiBase` has this signature in every ONNX Runtime release; the returned string is
+    // static in the library, and the handle is kept for the life of the process.
+    unsafe {
+        let lib = libloading::Library::new(path).ok()?;
+        let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = lib.get(b"OrtGetApiBase").ok()?;
+        let base = get_base();
+        if base.is_null() {
+            return None;
+        }
+        let version = ((*base).GetVersionString)();
+        let text = (!version.is_null()).then(|| std::ffi::CStr::from_ptr(version).to_string_lossy().into_owned());
+        std::mem::forget(lib);
+        text
+    }
 }

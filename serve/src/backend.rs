@@ -1,7 +1,7 @@
 //! What the batcher needs from an inference engine: run a batch of preprocessed images.
 //!
 //! The trait keeps the batcher and the HTTP layer free of ONNX Runtime types, and lets tests
-//! (and the benchmarks of the next issue) drive the engine directly.
+//! and the benchmarks drive the engine directly.
 
 use crate::device::Device;
 

@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// The engine shared by the batcher thread and anyone who needs it directly (the benchmarks
-/// of the next issue): the lock is held for one ONNX Runtime call at a time.
+/// The engine shared by the batcher thread and anyone who needs it directly (the latency
+/// benchmark): the lock is held for one ONNX Runtime call at a time.
 pub type SharedBackend = Arc<Mutex<Box<dyn Backend>>>;
 
 #[derive(Clone, Debug)]

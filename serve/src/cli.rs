@@ -3,6 +3,7 @@
 use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `serve --version`: whether this build can use CUDA at all.
 const LONG_VERSION: &str = if cfg!(feature = "cuda") {
@@ -21,8 +22,9 @@ const LONG_VERSION: &str = if cfg!(feature = "cuda") {
 ///
 /// Endpoints: GET / (a page to try it), POST /v1/classify and /v1/models/{name}/classify
 /// (raw image, multipart `image` parts, or JSON {"images": [base64…]}; ?top_k=5),
-/// GET /v1/models[/{name}], KServe V2 under /v2 (JSON and binary tensors), GET /metrics,
-/// /healthz, /readyz.
+/// GET /v1/models[/{name}], GET /v1/models/{name}/benchmark (in-process latency, one at a
+/// time), KServe V2 under /v2 (JSON and binary tensors), GET /metrics, /healthz, /readyz.
+/// `serve bench` writes benchmark reports (see `serve bench --help`).
 ///
 /// Logs go to stderr (RUST_LOG=debug for more); the bound address is printed on stdout as
 /// `listening on http://ADDR`. Exit status: 0 after a clean shutdown; 1 start-up failed
@@ -36,9 +38,82 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
-/// Tools beside the server (benchmarks come with the next issue).
+/// Tools beside the server.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    Bench(BenchArgs),
+}
+
+/// Benchmark every model of a folder and write a report: report.md, report.json (schema in the
+/// README, "Benchmarks") and SVG charts.
+///
+/// Each *.onnx is loaded into its own ONNX Runtime session (the server's session options) and
+/// timed in process, batch size by batch size: --warmup untimed calls, then --iters timed ones;
+/// p50/p95/p99 per call and images/s. The report sets the models' parameter and MAC counts
+/// beside the seed's published figures, and describes the machine.
+///
+/// With --url, a `serve` already running on this machine (loopback addresses only) is also
+/// driven over HTTP: --concurrency clients POST a PNG to /v1/models/NAME/classify for
+/// --duration seconds per model it serves; throughput and client-side latency percentiles
+/// appear next to the in-process figures.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Folder of *.onnx files written by `train export`.
+    #[arg(long, value_name = "DIR", env = "SERVE_MODELS")]
+    pub models: PathBuf,
+
+    /// Folder for the report (created if needed; earlier report files are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Timed calls per batch size and model.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub iters: u32,
+
+    /// Untimed calls per batch size and model before the timed ones.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub warmup: u32,
+
+    /// Batch sizes to time, comma-separated.
+    #[arg(long, value_name = "N,N,…", value_delimiter = ',', default_value = "1,8,32,128", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_sizes: Vec<u32>,
+
+    /// ONNX Runtime intra-op threads per session (default: all cores, as `serve`).
+    #[arg(long, value_name = "N", env = "SERVE_THREADS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
+    /// Execution provider: cpu, cuda or cuda:N (as for `serve`).
+    #[arg(long, value_name = "cpu|cuda[:N]", env = "SERVE_DEVICE", default_value = "cpu")]
+    pub device: cifar_serve::Device,
+
+    /// With --device cuda: run on the CPU, with a warning, when CUDA cannot be used.
+    #[arg(long)]
+    pub allow_cpu_fallback: bool,
+
+    /// ONNX Runtime library (default: .ort/cpu/ or .ort/cuda/ as fetched by scripts/setup.sh).
+    #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+
+    /// Base URL of a running `serve` to drive over HTTP, e.g. http://127.0.0.1:8080 (loopback
+    /// only).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<cifar_serve::bench::http_load::LoopbackUrl>,
+
+    /// With --url: concurrent clients, each with one request in flight (at most 256).
+    #[arg(long, value_name = "C", default_value_t = 8, requires = "url", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+
+    /// With --url: seconds of load per model (0.1 to 300).
+    #[arg(long, value_name = "S", default_value = "10", requires = "url", value_parser = seconds)]
+    pub duration: Duration,
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=300.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        _ => Err(format!("`{s}` is not a number of seconds from 0.1 to 300")),
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -1,11 +1,12 @@
-//! The CIFAR-10 inference server as a library: the binary `serve` (and the benchmarks of the
-//! next issue) put these pieces together.
+//! The CIFAR-10 inference server as a library: the binary `serve` and the criterion benches
+//! put these pieces together; [`bench`] measures them (`serve bench`, `/benchmark`).
 //!
 //! Request path: HTTP body → [`preprocess`] (decode with limits, crop, resize, normalise) →
 //! [`batcher`] (one queue and one thread per model) → [`backend`] (ONNX Runtime, [`ort`]) →
 //! logits → [`predict`] (softmax, top-k) → JSON.
 
 pub mod backend;
+pub mod bench;
 pub mod batcher;
 pub mod device;
 pub mod http;

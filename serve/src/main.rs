@@ -1,9 +1,12 @@
-//! `serve`: the inference server (see `serve --help`).
+//! `serve`: the inference server (see `serve --help`); `serve bench`: benchmark reports.
 
 mod cli;
 
 use anyhow::{Context, Result};
 use cifar_serve::batcher::BatchPolicy;
+use cifar_serve::bench::http_load::LoadPlan;
+use cifar_serve::bench::latency::LatencyPlan;
+use cifar_serve::bench::BenchOptions;
 use cifar_serve::ort::OrtOptions;
 use cifar_serve::{RegistryOptions, ServerOptions};
 use clap::Parser;
@@ -17,13 +20,33 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Some(command) => match command {},
+        Some(cli::Command::Bench(args)) => bench(args),
         None => run(cli.run),
     };
     if let Err(err) = result {
         eprintln!("serve: error: {err:#}");
         std::process::exit(1);
     }
+}
+
+fn bench(args: cli::BenchArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut batch_sizes: Vec<usize> = args.batch_sizes.iter().map(|&b| b as usize).collect();
+    batch_sizes.sort_unstable();
+    batch_sizes.dedup();
+    let opts = BenchOptions {
+        models_dir: args.models,
+        out_dir: args.out,
+        ort_lib: args.ort_lib,
+        ort: OrtOptions { device: args.device, allow_cpu_fallback: args.allow_cpu_fallback, threads: args.threads.map_or(cores, |t| t as usize) },
+        latency: LatencyPlan { batch_sizes, iters: args.iters as usize, warmup_iters: args.warmup as usize, budget_per_size: None, pause: None },
+        http: args.url.map(|url| LoadPlan { url, concurrency: args.concurrency as usize, duration: args.duration }),
+    };
+    let (_, written) = cifar_serve::bench::run(&opts)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn run(args: cli::RunArgs) -> Result<()> {

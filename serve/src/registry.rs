@@ -151,7 +151,7 @@ impl Registry {
 }
 
 /// `*.onnx` files of `dir`, sorted by name.
-fn model_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, LoadError> {
+pub(crate) fn model_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, LoadError> {
     let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Dir { dir: dir.to_path_buf(), source })?;
     let mut files = Vec::new();
     for entry in entries {
@@ -175,7 +175,7 @@ fn valid_name(name: &str) -> bool {
 
 /// Loads the library for the requested device; a CUDA request without the CUDA library falls
 /// back to the CPU library only when allowed.
-fn init_runtime(explicit: Option<&Path>, ort: &mut OrtOptions) -> Result<(PathBuf, cifar_onnxrt::Environment), LoadError> {
+pub(crate) fn init_runtime(explicit: Option<&Path>, ort: &mut OrtOptions) -> Result<(PathBuf, cifar_onnxrt::Environment), LoadError> {
     if ort.device != Device::Cpu && !cfg!(feature = "cuda") {
         let err = OrtError::CudaNotBuilt(ort.device);
         if !ort.allow_cpu_fallback {

@@ -42,7 +42,7 @@ pub async fn run(opts: ServerOptions, on_listening: impl FnOnce(SocketAddr)) -> 
     let metrics = Arc::new(Metrics::new()?);
     let registry = Arc::new(Registry::load(&opts.registry, &metrics)?);
     let draining = Arc::new(AtomicBool::new(false));
-    let state = web::Data::new(AppState { registry: registry.clone(), metrics: metrics.clone(), max_body: opts.max_body, draining: draining.clone() });
+    let state = web::Data::new(AppState { registry: registry.clone(), metrics: metrics.clone(), max_body: opts.max_body, draining: draining.clone(), benchmark: Default::default() });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

@@ -53,3 +53,28 @@ fn a_missing_model_folder_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/models"), "{err}");
 }
+
+#[test]
+fn bench_help_and_usage_errors() {
+    let out = serve(&["bench", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--models", "--out", "--iters", "--warmup", "--batch-sizes", "--threads", "--url", "--concurrency", "--duration", "loopback", "report.json"] {
+        assert!(help.contains(flag), "bench --help lacks {flag}:\n{help}");
+    }
+    let usage = |args: &[&str]| {
+        let out = serve(&[&["bench", "--models", "m", "--out", "o"][..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(usage(&["--url", "http://192.0.2.1:8080"]).contains("not a loopback address"));
+    assert!(usage(&["--url", "http://example.com"]).contains("loopback"));
+    assert!(usage(&["--url", "https://127.0.0.1:8443"]).contains("plain HTTP"));
+    usage(&["--concurrency", "4"]); // without --url
+    usage(&["--url", "http://127.0.0.1:1", "--concurrency", "1000"]);
+    usage(&["--url", "http://127.0.0.1:1", "--duration", "3600"]);
+    usage(&["--batch-sizes", "1,0"]);
+    usage(&["--iters", "0"]);
+    let out = serve(&["bench", "--out", "o"]);
+    assert_eq!(out.status.code(), Some(2), "--models is required");
+}

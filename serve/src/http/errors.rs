@@ -33,6 +33,8 @@ pub enum ApiError {
     NoRoute { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    #[error("another benchmark is running on this server; retry when it has finished (one at a time, so that live traffic keeps the sessions)")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -70,6 +72,7 @@ impl ApiError {
                 BatchError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             },
+            ApiError::Busy => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,6 +135,7 @@ mod tests {
             (SubmitError::QueueFull { depth: 1, capacity: 1 }.into(), 429),
             (SubmitError::Closed.into(), 503),
             (BatchError::Inference("x".into()).into(), 500),
+            (ApiError::Busy, 409),
         ];
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err}");

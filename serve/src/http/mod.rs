@@ -1,5 +1,6 @@
 //! The HTTP layer: shared state, routes, and the app every worker builds.
 
+pub mod benchmark;
 pub mod body;
 pub mod errors;
 pub mod health;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Set when shutdown begins: readiness turns false while in-flight requests finish.
     pub draining: Arc<AtomicBool>,
+    /// One `/benchmark` at a time.
+    pub benchmark: benchmark::BenchmarkGate,
 }
 
 impl AppState {
@@ -47,5 +50,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     metrics::configure(cfg);
     v1::configure(cfg);
+    benchmark::configure(cfg);
     v2::configure(cfg);
 }

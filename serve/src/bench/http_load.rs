@@ -1,0 +1,258 @@
+//! The HTTP load driver: `concurrency` clients, each sending one PNG after another to a running
+//! server's `/v1/models/{name}/classify` for `duration`, then throughput and latency.
+//!
+//! Loopback only, and bounded in clients and time: this is a measuring tool, not a way to
+//! flood someone else's server.
+
+use super::stats::Percentiles;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const MAX_CONCURRENCY: usize = 256;
+pub const MAX_DURATION: Duration = Duration::from_secs(300);
+/// A request that takes longer counts as failed (`timeout`).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Side of the generated test picture: larger than 32 so that decoding and resizing do work.
+const PICTURE_SIDE: u32 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpLoadError {
+    #[error("--url {url}: {reason}; expected http://127.0.0.1:PORT, http://[::1]:PORT or http://localhost:PORT")]
+    BadUrl { url: String, reason: String },
+    #[error("--url {0}: not a loopback address; the load driver only drives servers on this machine")]
+    NotLoopback(String),
+    #[error("cannot reach {url}: {reason} (is `serve` running there?)")]
+    Unreachable { url: String, reason: String },
+    #[error("{url} answered {reason}; expected the model list of `serve`")]
+    NotServe { url: String, reason: String },
+    #[error("cannot start a client thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A base URL (`http://host:port`) whose host is this machine, checked when parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoopbackUrl(String);
+
+impl FromStr for LoopbackUrl {
+    type Err = HttpLoadError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |reason: &str| HttpLoadError::BadUrl { url: s.to_string(), reason: reason.into() };
+        let uri: ureq::http::Uri = s.parse().map_err(|e: ureq::http::uri::InvalidUri| bad(&e.to_string()))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("the scheme must be http (serve speaks plain HTTP)"));
+        }
+        if !matches!(uri.path_and_query().map(|p| p.as_str()), None | Some("" | "/")) {
+            return Err(bad("give the server's base URL, without a path or query"));
+        }
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = match bare.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            // A name counts only if every address it resolves to is a loopback one.
+            Err(_) => bare.eq_ignore_ascii_case("localhost")
+                && (bare, port).to_socket_addrs().is_ok_and(|mut a| a.all(|a| a.ip().is_loopback())),
+        };
+        if !loopback {
+            return Err(HttpLoadError::NotLoopback(s.to_string()));
+        }
+        Ok(Self(format!("http://{host}:{port}")))
+    }
+}
+
+impl std::fmt::Display for LoopbackUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How hard and how long to drive.
+#[derive(Clone, Debug)]
+pub struct LoadPlan {
+    pub url: LoopbackUrl,
+    /// Clients, each with one request in flight (capped at [`MAX_CONCURRENCY`]).
+    pub concurrency: usize,
+    /// Per model (capped at [`MAX_DURATION`]).
+    pub duration: Duration,
+}
+
+/// What the clients saw for one model. Every request carries one image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpLoad {
+    /// The endpoint driven.
+    pub endpoint: String,
+    pub concurrency: usize,
+    /// Wall time from the first request to the last answer.
+    pub duration_s: f64,
+    pub requests: u64,
+    /// Answers with status 200.
+    pub ok: u64,
+    /// Everything else: other statuses and transport failures.
+    pub errors: u64,
+    /// Answers by status code; `transport` for requests that got no HTTP answer.
+    pub statuses: BTreeMap<String, u64>,
+    /// Images classified per second (`ok / duration_s`).
+    pub images_per_s: f64,
+    /// Client-side latency of the successful requests; null when none succeeded.
+    pub latency: Option<Percentiles>,
+}
+
+fn agent(concurrency: usize) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(REQUEST_TIMEOUT))
+        // One kept-alive connection per client, as a load generator should have.
+        .max_idle_connections(concurrency)
+        .max_idle_connections_per_host(concurrency)
+        .build()
+        .into()
+}
+
+/// Names of the models the server at `url` serves.
+pub fn served_models(url: &LoopbackUrl) -> Result<Vec<String>, HttpLoadError> {
+    let list = format!("{url}/v1/models");
+    let unreachable = |e: ureq::Error| HttpLoadError::Unreachable { url: list.clone(), reason: e.to_string() };
+    let mut resp = agent(1).get(&list).call().map_err(unreachable)?;
+    let not_serve = |reason: String| HttpLoadError::NotServe { url: list.clone(), reason };
+    if resp.status() != 200 {
+        return Err(not_serve(format!("status {}", resp.status())));
+    }
+    // ureq is built without its `json` feature; the list is small.
+    let bytes = resp.body_mut().read_to_vec().map_err(|e| not_serve(e.to_string()))?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| not_serve(e.to_string()))?;
+    let models = body["models"].as_array().ok_or_else(|| not_serve("no `models` list".into()))?;
+    Ok(models.iter().filter_map(|m| m["name"].as_str().map(str::to_string)).collect())
+}
+
+#[derive(Default)]
+struct Tally {
+    samples: Vec<f64>,
+    statuses: BTreeMap<String, u64>,
+}
+
+/// Drives `/v1/models/{model}/classify` with `plan.concurrency` clients for `plan.duration`.
+pub fn drive(plan: &LoadPlan, model: &str) -> Result<HttpLoad, HttpLoadError> {
+    let concurrency = plan.concurrency.clamp(1, MAX_CONCURRENCY);
+    let duration = plan.duration.min(MAX_DURATION);
+    let endpoint = format!("{}/v1/models/{model}/classify", plan.url);
+    let body = sample_png();
+    let agent = agent(concurrency);
+    let tally = Mutex::new(Tally::default());
+    let started = Instant::now();
+    let deadline = started + duration;
+    std::thread::scope(|scope| -> Result<(), HttpLoadError> {
+        for i in 0..concurrency {
+            let (agent, endpoint, body, tally) = (&agent, &endpoint, &body, &tally);
+            std::thread::Builder::new()
+                .name(format!("load-{i}"))
+                .spawn_scoped(scope, move || client(agent, endpoint, body, deadline, tally))
+                .map_err(HttpLoadError::Thread)?;
+        }
+        Ok(())
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let tally = tally.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let requests: u64 = tally.statuses.values().sum();
+    let ok = tally.statuses.get("200").copied().unwrap_or(0);
+    Ok(HttpLoad {
+        endpoint,
+        concurrency,
+        duration_s: elapsed,
+        requests,
+        ok,
+        errors: requests - ok,
+        statuses: tally.statuses,
+        images_per_s: ok as f64 / elapsed.max(1e-9),
+        latency: Percentiles::of_seconds(&tally.samples),
+    })
+}
+
+fn client(agent: &ureq::Agent, endpoint: &str, body: &[u8], deadline: Instant, tally: &Mutex<Tally>) {
+    let mut local = Tally::default();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let result = agent.post(endpoint).header("Content-Type", "image/png").send(body).and_then(|mut resp| {
+            // The answer counts once it has fully arrived.
+            resp.body_mut().read_to_vec()?;
+            Ok(resp.status().as_u16())
+        });
+        let elapsed = t.elapsed().as_secs_f64();
+        let key = match result {
+            Ok(200) => {
+                local.samples.push(elapsed);
+                "200".to_string()
+            }
+            Ok(status) => status.to_string(),
+            Err(ureq::Error::Timeout(_)) => "timeout".into(),
+            Err(_) => {
+                // A refused or reset connection fails at once: do not spin on it.
+                std::thread::sleep(Duration::from_millis(10));
+                "transport".into()
+            }
+        };
+        *local.statuses.entry(key).or_default() += 1;
+    }
+    let mut tally = tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    tally.samples.extend(local.samples);
+    for (k, v) in local.statuses {
+        *tally.statuses.entry(k).or_default() += v;
+    }
+}
+
+/// A deterministic 64×64 PNG (a colour field with a disc): the server decodes, crops, resizes
+/// and normalises it like any upload.
+pub fn sample_png() -> Vec<u8> {
+    let side = PICTURE_SIDE;
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        let c = side as i64 / 2;
+        let inside = (x as i64 - c).pow(2) + (y as i64 - c).pow(2) < (c * 2 / 3).pow(2);
+        let base = [(x * 255 / side) as u8, (y * 255 / side) as u8, 90];
+        image::Rgb(if inside { [200, base[0], base[1]] } else { base })
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Encoding a small in-memory RGB image as PNG cannot fail.
+    let _ = image::DynamicImage::ImageRgb8(img).write_to(&mut out, image::ImageFormat::Png);
+    out.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_accepted() {
+        for good in ["http://127.0.0.1:8080", "http://127.0.0.1:8080/", "http://[::1]:9000", "http://127.1.2.3:1", "http://localhost:8080"] {
+            assert!(good.parse::<LoopbackUrl>().is_ok(), "{good}");
+        }
+        assert_eq!("http://127.0.0.1:8080/".parse::<LoopbackUrl>().unwrap().to_string(), "http://127.0.0.1:8080");
+        for remote in ["http://10.0.0.1:8080", "http://example.com", "http://8.8.8.8", "http://[2001:db8::1]:80"] {
+            assert!(matches!(remote.parse::<LoopbackUrl>(), Err(HttpLoadError::NotLoopback(_))), "{remote}");
+        }
+        for bad in ["https://127.0.0.1:8443", "127.0.0.1:8080", "http://127.0.0.1:8080/v1/models", "http://127.0.0.1:1/?x=1", "not a url"] {
+            assert!(matches!(bad.parse::<LoopbackUrl>(), Err(HttpLoadError::BadUrl { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_sample_is_a_png_the_server_accepts() {
+        let png = sample_png();
+        let norm = crate::preprocess::Normalisation { mean: [0.5; 3], std: [0.25; 3] };
+        assert_eq!(crate::preprocess::preprocess(&png, &norm).unwrap().len(), crate::IMAGE_LEN);
+    }
+
+    #[test]
+    fn a_closed_port_is_counted_not_fatal() {
+        // Bind then drop: the port is (almost certainly) closed afterwards.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let plan = LoadPlan { url: format!("http://127.0.0.1:{port}").parse().unwrap(), concurrency: 2, duration: Duration::from_millis(100) };
+        let r = drive(&plan, "m").unwrap();
+        assert_eq!(r.ok, 0);
+        assert!(r.requests > 0 && r.errors == r.requests && r.latency.is_none(), "{r:?}");
+        assert!(served_models(&plan.url).is_err());
+    }
+}

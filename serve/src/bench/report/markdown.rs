@@ -1,0 +1,243 @@
+//! `report.md`: the report for people, with the charts embedded as images.
+
+use super::charts;
+use super::schema::{gmacs, ModelReport, Report};
+use cifar_models::seed::SEED_MAC_BATCH;
+use cifar_models::summary::thousands;
+use std::fmt::Write;
+
+/// The note on the two MAC conventions, shared with the README.
+pub const MAC_CONVENTIONS: &str = "\
+**Two MAC conventions.** *MMACs / image* counts the multiply-accumulates of the convolutions and \
+linear layers for one 3×32×32 image (Σ Cout·Cin/g·k²·Hout·Wout + in·out): the honest per-image \
+cost. *GMACs (batch 128)* is the seed README's convention: torchinfo 1.5.2 \"mult-adds\" for a \
+batch of 128, which also counts conv and linear biases and 2·C per BatchNorm, in 1e9; divide by \
+128 for a per-image figure in that convention. The seed columns are its published figures; ours \
+are derived from the layer graph the file was exported from.";
+
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmark report\n");
+    let _ = writeln!(
+        s,
+        "{} models from `{}`, {} on {} ({} threads), ONNX Runtime {}; written {} by {} (report.json schema version {}).\n",
+        r.models.len(),
+        r.settings.models_dir,
+        r.machine.execution_provider,
+        r.machine.cpu_model,
+        r.machine.threads,
+        r.machine.onnxruntime_version,
+        r.generated_at,
+        r.tool,
+        r.schema_version
+    );
+    summary(&mut s, r);
+    machine(&mut s, r);
+    cost_table(&mut s, r);
+    latency(&mut s, r);
+    throughput(&mut s, r);
+    accuracy(&mut s, r);
+    http(&mut s, r);
+    s
+}
+
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn rate(v: f64) -> String {
+    thousands(v.round() as u64)
+}
+
+fn summary(s: &mut String, r: &Report) {
+    let (lo, hi) = (r.settings.batch_sizes.iter().min(), r.settings.batch_sizes.iter().max());
+    let (Some(lo), Some(hi)) = (lo, hi) else { return };
+    let _ = writeln!(s, "## Summary\n");
+    let with_http = r.models.iter().any(|m| m.http.is_some());
+    let http_cols = if with_http { " HTTP img/s | HTTP p50 ms |" } else { "" };
+    let _ = writeln!(s, "| model | MMACs / image | p50 ms at batch {lo} | p99 ms at batch {lo} | img/s at batch {hi} |{http_cols}");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|{}", if with_http { "---:|---:|" } else { "" });
+    for m in &r.models {
+        let Some((small, large)) = m.smallest_and_largest() else { continue };
+        let mut row = format!(
+            "| `{}` | {:.2} | {} | {} | {} |",
+            m.name,
+            m.macs_per_image as f64 / 1e6,
+            ms(small.latency.p50_ms),
+            ms(small.latency.p99_ms),
+            rate(large.images_per_s)
+        );
+        if with_http {
+            let (img_s, p50) = m.http.as_ref().map_or(("–".into(), "–".into()), |h| {
+                (rate(h.images_per_s), h.latency.map_or("–".into(), |l| ms(l.p50_ms)))
+            });
+            let _ = write!(row, " {img_s} | {p50} |");
+        }
+        let _ = writeln!(s, "{row}");
+    }
+    let _ = writeln!(s);
+}
+
+fn machine(s: &mut String, r: &Report) {
+    let m = &r.machine;
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| CPU | {} |", m.cpu_model);
+    let _ = writeln!(s, "| logical CPUs | {} |", m.logical_cpus);
+    let _ = writeln!(s, "| ONNX Runtime threads per session | {} |", m.threads);
+    if let Some(bytes) = m.memory_bytes {
+        let _ = writeln!(s, "| memory | {:.1} GiB |", bytes as f64 / (1u64 << 30) as f64);
+    }
+    let _ = writeln!(s, "| OS | {} {} {} |", m.os, m.arch, m.kernel.as_deref().unwrap_or(""));
+    let _ = writeln!(s, "| ONNX Runtime | {} |", m.onnxruntime_version);
+    let _ = writeln!(s, "| execution provider | {} (`{}`) |\n", m.execution_provider, m.device);
+}
+
+fn cost_table(s: &mut String, r: &Report) {
+    let _ = writeln!(s, "## Size and cost beside the seed's figures\n");
+    let _ = writeln!(
+        s,
+        "| model | architecture | params | seed params | MMACs / image | GMACs (batch {SEED_MAC_BATCH}) | seed GMACs (batch {SEED_MAC_BATCH}) |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for m in &r.models {
+        let (seed_params, seed_gmacs) = match &m.seed {
+            Some(seed) => (mark(thousands(seed.params), seed.params_match), mark(gmacs(seed.gmacs_batch128), seed.gmacs_match)),
+            None => ("–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {:.2} | {} | {} |",
+            m.name,
+            m.architecture,
+            thousands(m.params),
+            seed_params,
+            m.macs_per_image as f64 / 1e6,
+            gmacs(m.gmacs_batch128),
+            seed_gmacs
+        );
+    }
+    let differs = r.models.iter().filter_map(|m| m.seed.as_ref()).any(|seed| !(seed.params_match && seed.gmacs_match));
+    let legend = if differs { " A seed figure marked † differs from ours." } else { "" };
+    let _ = writeln!(s, "\n{MAC_CONVENTIONS}{legend}\n");
+}
+
+fn mark(text: String, matches: bool) -> String {
+    if matches {
+        text
+    } else {
+        format!("{text} †")
+    }
+}
+
+fn latency(s: &mut String, r: &Report) {
+    let _ = writeln!(
+        s,
+        "## In-process latency\n\nONNX Runtime calls on each model's session, no HTTP: {} untimed calls, then {} timed calls per batch size. \
+         Latency is per call (the whole batch); img/s = batch size × calls / total call time.\n",
+        r.settings.warmup_iters, r.settings.iters
+    );
+    let _ = writeln!(s, "| model | batch | calls | p50 ms | p95 ms | p99 ms | mean ms | img/s |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &r.models {
+        for b in &m.latency {
+            let l = &b.latency;
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+                m.name,
+                b.batch_size,
+                b.iters,
+                ms(l.p50_ms),
+                ms(l.p95_ms),
+                ms(l.p99_ms),
+                ms(l.mean_ms),
+                rate(b.images_per_s)
+            );
+        }
+    }
+    let _ = writeln!(s, "\n![p50 and p99 latency against batch size]({})\n", charts::LATENCY);
+}
+
+fn throughput(s: &mut String, r: &Report) {
+    if r.charts.iter().any(|c| c == charts::THROUGHPUT) {
+        let _ = writeln!(s, "## Throughput against cost\n\n![images per second against MACs per image]({})\n", charts::THROUGHPUT);
+    }
+}
+
+fn accuracy(s: &mut String, r: &Report) {
+    let _ = writeln!(s, "## Accuracy against cost\n");
+    let carrying: Vec<&ModelReport> = r.models.iter().filter(|m| m.accuracy().is_some()).collect();
+    if carrying.is_empty() {
+        let _ = writeln!(
+            s,
+            "No model file carries an accuracy (fresh exports do not; `train export --checkpoint` of a trained run does), \
+             so there is no accuracy chart.\n"
+        );
+        return;
+    }
+    let _ = writeln!(s, "| model | GMACs (batch {SEED_MAC_BATCH}) | val % | test % | seed val % | seed test % |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let pct = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
+    for m in carrying {
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            m.name,
+            gmacs(m.gmacs_batch128),
+            pct(m.val_acc_pct),
+            pct(m.test_acc_pct),
+            pct(m.seed.as_ref().map(|x| x.val_acc_pct)),
+            pct(m.seed.as_ref().map(|x| x.test_acc_pct))
+        );
+    }
+    let _ = writeln!(s, "\n![accuracy against GMACs]({})\n", charts::ACCURACY);
+}
+
+fn http(s: &mut String, r: &Report) {
+    let Some(h) = &r.settings.http else { return };
+    let _ = writeln!(
+        s,
+        "## Over HTTP\n\n{} clients, each with one request in flight, POSTed a 64×64 PNG to `{}/v1/models/NAME/classify` for {:.1} s per model \
+         (decoding, batching and JSON included); latency is the client's, request to full answer. The in-process columns repeat the figures above.\n",
+        h.concurrency, h.url, h.duration_s
+    );
+    let _ = writeln!(
+        s,
+        "| model | requests | errors | img/s | p50 ms | p95 ms | p99 ms | in-process p50 ms (batch 1) | in-process img/s (largest batch) |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for m in &r.models {
+        let Some(load) = &m.http else {
+            let _ = writeln!(s, "| `{}` | not served at {} | | | | | | | |", m.name, h.url);
+            continue;
+        };
+        let pct = |f: fn(&crate::bench::stats::Percentiles) -> f64| load.latency.as_ref().map_or("–".into(), |l| ms(f(l)));
+        let batch1 = m.latency.iter().find(|b| b.batch_size == 1).map_or("–".into(), |b| ms(b.latency.p50_ms));
+        let best = m.smallest_and_largest().map_or("–".into(), |(_, l)| rate(l.images_per_s));
+        let errors = if load.errors == 0 {
+            "0".to_string()
+        } else {
+            let kinds: Vec<String> = load.statuses.iter().filter(|(k, _)| k.as_str() != "200").map(|(k, v)| format!("{v}× {k}")).collect();
+            format!("{} ({})", load.errors, kinds.join(", "))
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
+            m.name,
+            load.requests,
+            errors,
+            rate(load.images_per_s),
+            pct(|l| l.p50_ms),
+            pct(|l| l.p95_ms),
+            pct(|l| l.p99_ms),
+            batch1,
+            best
+        );
+    }
+    let _ = writeln!(s);
+}

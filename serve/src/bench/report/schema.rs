@@ -1,0 +1,137 @@
+//! `report.json`: the schema, as the types that write it.
+//!
+//! Stability: `schema_version` changes whenever a key is renamed or removed or changes its
+//! meaning or unit; keys may be added without a change, so readers should ignore keys they do
+//! not know. Optional figures are `null`, never missing. The README ("Benchmarks") lists every
+//! key, and the end-to-end test checks that list against a generated report.
+
+use crate::bench::http_load::HttpLoad;
+use crate::bench::latency::BatchLatency;
+use crate::bench::machine::Machine;
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// When the report was written, RFC 3339 in UTC.
+    pub generated_at: String,
+    /// `cifar-serve <version>`.
+    pub tool: String,
+    pub settings: Settings,
+    pub machine: Machine,
+    /// One entry per `*.onnx` of the models folder, in file-name order.
+    pub models: Vec<ModelReport>,
+    /// SVG files written beside the report (file names).
+    pub charts: Vec<String>,
+}
+
+/// How the report was measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub models_dir: String,
+    /// Timed calls per batch size and model.
+    pub iters: usize,
+    /// Untimed calls per batch size and model before them.
+    pub warmup_iters: usize,
+    pub batch_sizes: Vec<usize>,
+    /// The HTTP run, when `--url` was given.
+    pub http: Option<HttpSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpSettings {
+    pub url: String,
+    pub concurrency: usize,
+    /// Seconds per model.
+    pub duration_s: f64,
+}
+
+/// One model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelReport {
+    /// The file stem (the name `serve` gives the model).
+    pub name: String,
+    /// The architecture it was exported from (metadata `cifar.model`).
+    pub architecture: String,
+    pub file: String,
+    /// From the file's metadata (derived from the layer graph at export).
+    pub params: u64,
+    /// conv+fc multiply-accumulates for one 3×32×32 image.
+    pub macs_per_image: u64,
+    /// The seed's convention: torchinfo 1.5.2 mult-adds for a batch of 128, in 1e9.
+    pub gmacs_batch128: f64,
+    /// The seed's published figures for the architecture; null for an architecture the seed
+    /// does not have.
+    pub seed: Option<SeedPublished>,
+    /// Accuracy in percent carried by the file (trained exports); null for fresh weights.
+    pub val_acc_pct: Option<f64>,
+    pub test_acc_pct: Option<f64>,
+    /// In-process latency, one entry per batch size, in the order of `settings.batch_sizes`.
+    pub latency: Vec<BatchLatency>,
+    /// The HTTP run against `settings.http.url`; null without `--url` or when the server does
+    /// not serve this model.
+    pub http: Option<HttpLoad>,
+}
+
+/// The seed README's figures for one architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedPublished {
+    pub params: u64,
+    pub gmacs_batch128: f64,
+    pub val_acc_pct: f64,
+    pub test_acc_pct: f64,
+    /// Whether our counts print the same as the seed's (params exactly, GMACs to two decimals).
+    pub params_match: bool,
+    pub gmacs_match: bool,
+}
+
+impl SeedPublished {
+    pub fn for_architecture(architecture: &str, params: u64, gmacs_batch128: f64) -> Option<Self> {
+        let seed = cifar_models::info(architecture).ok()?.seed;
+        Some(Self {
+            params: seed.params as u64,
+            gmacs_batch128: seed.gmacs_batch128,
+            val_acc_pct: seed.val_acc,
+            test_acc_pct: seed.test_acc,
+            params_match: seed.params as u64 == params,
+            gmacs_match: gmacs(seed.gmacs_batch128) == gmacs(gmacs_batch128),
+        })
+    }
+}
+
+/// GMACs as the seed prints them: two decimals.
+pub fn gmacs(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+impl ModelReport {
+    /// The latency entry of the smallest and of the largest batch size.
+    pub fn smallest_and_largest(&self) -> Option<(&BatchLatency, &BatchLatency)> {
+        let min = self.latency.iter().min_by_key(|b| b.batch_size)?;
+        let max = self.latency.iter().max_by_key(|b| b.batch_size)?;
+        Some((min, max))
+    }
+
+    /// Test accuracy when the file carries it, else validation accuracy (percent, and which).
+    pub fn accuracy(&self) -> Option<(f64, &'static str)> {
+        self.test_acc_pct.map(|a| (a, "test")).or(self.val_acc_pct.map(|a| (a, "val")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_figures_come_from_the_models_crate() {
+        let s = SeedPublished::for_architecture("resnet-light", 310_474, 8.951).unwrap();
+        assert!(s.params_match && s.gmacs_match);
+        assert_eq!(gmacs(s.gmacs_batch128), "8.95");
+        assert!(!SeedPublished::for_architecture("resnet-light", 1, 9.0).unwrap().params_match);
+        assert!(SeedPublished::for_architecture("alexnet", 1, 1.0).is_none());
+    }
+}
