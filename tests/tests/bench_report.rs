@@ -26,6 +26,13 @@ fn serve_bench(args: &[&str]) -> Output {
     Command::new(binary("cifar-serve", "serve")).arg("bench").args(args).current_dir(repo_root()).output().expect("running serve bench")
 }
 
+/// `serve bench` with two timed iterations after one warm-up: enough to check the report.
+fn quick_bench(models: &Path, out: &Path, batch_sizes: &str, extra: &[&str]) -> Output {
+    let (models, out) = (models.to_str().unwrap(), out.to_str().unwrap());
+    let base = ["--models", models, "--out", out, "--iters", "2", "--warmup", "1", "--batch-sizes", batch_sizes];
+    serve_bench(&[&base[..], extra].concat())
+}
+
 fn ok(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "serve bench failed ({}):\n{stderr}", out.status);
@@ -97,20 +104,7 @@ fn a_report_of_the_seven_fresh_models() {
         export(name, &models.join(format!("{name}.onnx")));
     }
     let out = process_temp_dir("report");
-    let stdout = ok(&serve_bench(&[
-        "--models",
-        models.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--iters",
-        "2",
-        "--warmup",
-        "1",
-        "--batch-sizes",
-        "4,1",
-        "--threads",
-        "2",
-    ]));
+    let stdout = ok(&quick_bench(&models, &out, "4,1", &["--threads", "2"]));
     for file in ["report.md", "report.json", "latency.svg", "throughput_vs_macs.svg"] {
         let path = out.join(file);
         assert!(path.is_file() && std::fs::metadata(&path).unwrap().len() > 0, "{file} missing");
@@ -165,24 +159,7 @@ fn a_report_of_the_seven_fresh_models() {
 fn the_url_mode_drives_a_running_server() {
     let server = Server::start(&model_dir(&[]), &[]);
     let out = process_temp_dir("report-http");
-    ok(&serve_bench(&[
-        "--models",
-        server.models.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--iters",
-        "2",
-        "--warmup",
-        "1",
-        "--batch-sizes",
-        "1",
-        "--url",
-        &server.url,
-        "--concurrency",
-        "2",
-        "--duration",
-        "1",
-    ]));
+    ok(&quick_bench(&server.models, &out, "1", &["--url", &server.url, "--concurrency", "2", "--duration", "1"]));
     let (report, md) = read_report(&out);
     check_schema(&report);
     assert_eq!(report["settings"]["http"]["url"], server.url);

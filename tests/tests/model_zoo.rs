@@ -115,3 +115,32 @@ fn every_shipped_model_carries_what_its_training_run_reported() {
         }
     }
 }
+
+/// The README's zoo table prints what each shipped run measured, and lists nothing else.
+#[test]
+fn the_readme_table_shows_what_each_shipped_model_reported() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let (_, after) = readme.split_once("## Model zoo").expect("README has a Model zoo section");
+    let rows: Vec<&str> = after.lines().skip_while(|l| !l.starts_with("| model")).skip(2).take_while(|l| l.starts_with('|')).collect();
+    let files = shipped();
+    assert_eq!(rows.len(), files.len(), "one README row per shipped model:\n{}", rows.join("\n"));
+    for f in files {
+        let name = f.file_stem().unwrap().to_str().unwrap();
+        let s = summary_of(&f);
+        let pct = |k: &str| s[k].as_f64().unwrap() * 100.0;
+        let expected = format!(
+            "| `{name}` | {} | {:.2} / {:.2} |",
+            s["epochs"],
+            pct("best_val_acc"),
+            pct("test_acc")
+        );
+        let digits = s["params"].to_string();
+        let params: String = digits.chars().enumerate().flat_map(|(i, c)| (i > 0 && (digits.len() - i) % 3 == 0).then_some(',').into_iter().chain([c])).collect();
+        let size = format!("| {params} | {:.2} |", s["macs_per_image"].as_f64().unwrap() / 1e6);
+        assert!(
+            rows.iter().any(|r| r.starts_with(&expected) && r.ends_with(&size)),
+            "README lacks a row `{expected} … {size}`:\n{}",
+            rows.join("\n")
+        );
+    }
+}

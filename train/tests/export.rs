@@ -7,8 +7,8 @@ use candle_nn::{loss::cross_entropy, AdamW, ModuleT, Optimizer, ParamsAdamW};
 use cifar_models::metadata::ModelMetadata;
 use cifar_models::nn::Network;
 use cifar_onnxrt::ort::session::Session;
-use cifar_onnxrt::{Environment, Flavor};
-use cifar_train::export::{check_parity, parity_batch, run_ort, to_onnx_bytes, PARITY_TOLERANCE};
+use cifar_onnxrt::{parity_input, Environment, Flavor};
+use cifar_train::export::{check_parity, run_ort, to_onnx_bytes, PARITY_TOLERANCE};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,7 +24,7 @@ fn repo_root() -> PathBuf {
 /// are no longer at their initial values.
 fn trained(name: &str) -> Result<Network> {
     let net = Network::new(cifar_models::build(name)?, 5, DType::F32, &Device::Cpu)?;
-    let x = Tensor::from_vec(parity_batch(8, 3), (8, 3, 32, 32), &Device::Cpu)?;
+    let x = Tensor::from_vec(parity_input(8, 3), (8, 3, 32, 32), &Device::Cpu)?;
     let y = Tensor::new(&[0u32, 1, 2, 3, 4, 5, 6, 7], &Device::Cpu)?;
     let mut opt = AdamW::new(net.trainable_vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.1, ..Default::default() })?;
     for _ in 0..3 {
@@ -132,12 +132,12 @@ fn candle_onnx_simple_eval_agrees_on_vgg() -> Result<()> {
     let net = trained("vgg")?;
     let bytes = to_onnx_bytes(&net, &ModelMetadata::for_model("vgg")?)?;
     let model = candle_onnx::onnx::ModelProto::decode(bytes.as_slice())?;
-    let x = Tensor::from_vec(parity_batch(4, 9), (4, 3, 32, 32), &Device::Cpu)?;
+    let x = Tensor::from_vec(parity_input(4, 9), (4, 3, 32, 32), &Device::Cpu)?;
     let inputs = std::collections::HashMap::from([("input".to_string(), x.clone())]);
     let out = candle_onnx::simple_eval(&model, inputs)?;
     let theirs = out["logits"].flatten_all()?.to_vec1::<f32>()?;
     let ours = net.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>()?;
-    let ort = run_ort(&env(), &bytes, &parity_batch(4, 9), 4)?;
+    let ort = run_ort(&env(), &bytes, &parity_input(4, 9), 4)?;
     for ((a, b), c) in ours.iter().zip(&theirs).zip(&ort) {
         assert!((a - b).abs() <= 1e-4 && (a - c).abs() <= 1e-4, "{a} {b} {c}");
     }

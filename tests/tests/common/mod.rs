@@ -17,12 +17,14 @@ pub fn repo_root() -> PathBuf {
 /// A binary of the workspace. `cargo test --workspace` builds `train` and `serve` (their
 /// packages have integration tests) next to this test's own folder; when run otherwise and a
 /// binary is missing, it is built into a separate target folder, since the outer cargo holds
-/// the lock on ours.
+/// the lock on ours. A binary older than the workspace's sources (left by an earlier build when
+/// only some test targets were rebuilt) is treated as missing: never test a stale binary.
 pub fn binary(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
     let built = profile_dir.join(name);
-    if built.is_file() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&built).is_some_and(|t| newest_source(&repo_root()).is_none_or(|s| s <= t)) {
         return built;
     }
     let target = repo_root().join("target").join("e2e-fallback");
@@ -35,6 +37,26 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         .expect("running cargo build");
     assert!(status.success(), "cargo build -p {package} --bin {name} failed");
     target.join("debug").join(name)
+}
+
+/// The newest modification time of the `.rs` files and manifests the binaries are built from.
+fn newest_source(root: &Path) -> Option<std::time::SystemTime> {
+    fn walk(path: &Path, newest: &mut Option<std::time::SystemTime>) {
+        if path.is_dir() {
+            for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&e.path(), newest);
+            }
+        } else if path.extension().is_some_and(|x| x == "rs") || path.file_name().is_some_and(|n| n == "Cargo.toml") {
+            let t = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            *newest = (*newest).max(t);
+        }
+    }
+    let mut newest = None;
+    for krate in ["models", "onnxrt", "train", "serve"] {
+        walk(&root.join(krate).join("src"), &mut newest);
+        walk(&root.join(krate).join("Cargo.toml"), &mut newest);
+    }
+    newest
 }
 
 /// Folders to remove when the test process exits (statics are never dropped).
@@ -325,17 +347,6 @@ pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     }
     write!(body, "--{boundary}--\r\n").unwrap();
     (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-/// Normalised-looking inputs: `n` images of values in about ±2.5, seeded.
-pub fn random_batch(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed ^ 0x9E37_79B9_7F4A_7C15;
-    (0..n * 3 * 32 * 32)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 5.0 - 2.5
-        })
-        .collect()
 }
 
 /// Logits from ONNX Runtime in this process (CPU), the reference for the server's answers.

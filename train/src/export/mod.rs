@@ -7,7 +7,7 @@ mod graph;
 mod parity;
 
 pub use graph::{to_model_proto, INPUT, IR_VERSION, OPSET, OUTPUT};
-pub use parity::{check as check_parity, parity_batch, run_ort, Parity, PARITY_TOLERANCE};
+pub use parity::{check as check_parity, run_ort, Parity, PARITY_TOLERANCE};
 
 use anyhow::Result;
 use cifar_models::metadata::ModelMetadata;

@@ -24,20 +24,11 @@ impl Parity {
     }
 }
 
-/// A fixed, seeded batch shaped like normalised CIFAR images (values in about ±2.5).
-pub fn parity_batch(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed ^ 0x9E37_79B9_7F4A_7C15;
-    (0..n * 3 * 32 * 32)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 5.0 - 2.5
-        })
-        .collect()
-}
+use cifar_onnxrt::parity_input;
 
 /// Runs `onnx` through ONNX Runtime and `net` (eval mode) on the same batch of `n` images.
 pub fn check(env: &Environment, net: &Network, onnx: &[u8], n: usize) -> Result<Parity> {
-    let input = parity_batch(n, 17);
+    let input = parity_input(n, 17);
     let x = Tensor::from_vec(input.clone(), (n, 3, 32, 32), &Device::Cpu)?.to_dtype(net.dtype())?.to_device(net.device())?;
     let ours = net.forward_t(&x, false)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
     let theirs = run_ort(env, onnx, &input, n)?;

@@ -20,8 +20,9 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "# Benchmark report\n");
     let _ = writeln!(
         s,
-        "{} models from `{}`, {} on {} ({} threads), ONNX Runtime {}; written {} by {} (report.json schema version {}).\n",
+        "{} model{} from `{}`, {} on {} ({} threads), ONNX Runtime {}; written {} by {} (report.json schema version {}).\n",
         r.models.len(),
+        if r.models.len() == 1 { "" } else { "s" },
         r.settings.models_dir,
         r.machine.execution_provider,
         r.machine.cpu_model,
