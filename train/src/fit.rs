@@ -70,7 +70,9 @@ pub struct Summary {
     pub test_acc: f64,
     pub test_loss: f64,
     pub test_images: usize,
+    /// Training seconds summed over every epoch, across resumes.
     pub train_seconds: f64,
+    /// Wall-clock seconds of this invocation only: a resumed run counts from its resume.
     pub wall_seconds: f64,
     pub mean_train_img_s: f64,
     pub device: String,
