@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch versions of the seven seed models (../../shared/spec/models.md), timed over the same
+"""PyTorch versions of the seven seed models (docs/models.md), timed over the same
 training step as our harness: train-mode forward, cross-entropy, backward, AdamW step.
 
 Prints one JSON object per model: {"model", "img_s", "step_ms", "params"}.

@@ -1,9 +1,12 @@
 //! Shared helpers for the benchmarks in `benches/`: one training step of a model, as the
-//! trainer runs it (train-mode forward, cross-entropy, backward, AdamW).
+//! trainer runs it (train-mode forward, cross-entropy, backward, the trainer's own AdamW).
 
 use candle_core::{DType, Device, Result, Tensor};
-use candle_nn::{loss::cross_entropy, AdamW, ModuleT, Optimizer, ParamsAdamW};
+use candle_nn::{loss::cross_entropy, ModuleT};
+use cifar_models::metadata::IMAGE_SHAPE;
 use cifar_models::nn::Network;
+use cifar_train::optim::AdamW;
+use cifar_train::recipe::Recipe;
 
 /// A model with its optimiser and one fixed batch.
 pub struct TrainStep {
@@ -11,6 +14,7 @@ pub struct TrainStep {
     opt: AdamW,
     x: Tensor,
     labels: Tensor,
+    lr: f64,
     /// Seconds spent in forward (with the loss), backward and optimiser update.
     pub phases: [f64; 3],
 }
@@ -19,18 +23,13 @@ impl TrainStep {
     pub fn new(model: &str, batch: usize, seed: u64) -> anyhow::Result<Self> {
         let dev = Device::Cpu;
         let net = Network::new(cifar_models::build(model)?, seed, DType::F32, &dev)?;
-        let opt = AdamW::new(net.trainable_vars(), ParamsAdamW { lr: 1e-3, ..Default::default() })?;
+        let recipe = Recipe::seed(model);
+        let opt = AdamW::new(net.named_trainable(), recipe.beta1, recipe.beta2, recipe.eps, recipe.weight_decay)?;
         // A deterministic batch: the step's cost does not depend on the values.
-        let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut next = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
-        let pixels: Vec<f32> = (0..batch * 3 * 32 * 32).map(|_| next() as f32 / (1u64 << 31) as f32 * 2.0 - 1.0).collect();
-        let labels: Vec<u32> = (0..batch).map(|_| next() % 10).collect();
-        let x = Tensor::from_vec(pixels, (batch, 3, 32, 32), &dev)?;
-        let labels = Tensor::from_vec(labels, batch, &dev)?;
-        Ok(Self { net, opt, x, labels, phases: [0.0; 3] })
+        let [c, h, w] = IMAGE_SHAPE;
+        let x = Tensor::from_vec(cifar_models::testdata::images(batch, seed), (batch, c, h, w), &dev)?;
+        let labels = Tensor::from_vec(cifar_models::testdata::labels(batch, 10, seed), batch, &dev)?;
+        Ok(Self { net, opt, x, labels, lr: recipe.lr, phases: [0.0; 3] })
     }
 
     pub fn batch(&self) -> usize {
@@ -46,7 +45,7 @@ impl TrainStep {
         let t1 = std::time::Instant::now();
         let grads = loss.backward()?;
         let t2 = std::time::Instant::now();
-        self.opt.step(&grads)?;
+        self.opt.step(&grads, self.lr)?;
         let t3 = std::time::Instant::now();
         self.phases[0] += (t1 - t).as_secs_f64();
         self.phases[1] += (t2 - t1).as_secs_f64();

@@ -1,11 +1,12 @@
 //! Parameter and MAC counts, derived from the graph.
 //!
-//! Two MAC conventions (spec §3):
+//! Two MAC conventions (docs/models.md §3):
 //! - **conv+fc** per image: Σ Cout·(Cin/g)·k²·Hout·Wout over convs plus in·out over linears — the
 //!   honest per-image figure;
 //! - **seed** (torchinfo 1.5.2 mult-adds): conv (weight+bias numel)·Hout·Wout, BN 2C, linear
 //!   weight+bias numel, each per image, times the batch of 128 the seed printed.
 
+use crate::metadata::ModelFacts;
 use crate::seed::SEED_MAC_BATCH;
 use crate::spec::{Graph, Op, Shape};
 use serde::Serialize;
@@ -38,6 +39,15 @@ impl Counts {
     /// The seed's "GMACs": torchinfo mult-adds for a batch of 128, in units of 1e9.
     pub fn seed_gmacs_batch128(&self) -> f64 {
         (self.torchinfo_macs_per_image * SEED_MAC_BATCH) as f64 / 1e9
+    }
+
+    /// The totals as the contract's [`ModelFacts`].
+    pub fn facts(&self) -> ModelFacts {
+        ModelFacts {
+            params: self.params as u64,
+            macs_per_image: self.macs_per_image,
+            seed_gmacs_batch128: self.seed_gmacs_batch128(),
+        }
     }
 }
 

@@ -1,8 +1,42 @@
-//! What an exported ONNX file says about itself (`metadata_props`), written by `train` and read
-//! by `serve`. Every value is a string; lists and records are JSON.
+//! The ONNX contract between `train` and `serve`: the interface (tensor names, image shape) and
+//! what an exported file says about itself (`metadata_props`). Every metadata value is a
+//! string; lists and records are JSON.
 
+use crate::spec::Graph;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Name of the model's one input: NCHW float images, normalised per channel.
+pub const INPUT_NAME: &str = "input";
+/// Name of the model's one output: `[N, classes]` logits.
+pub const OUTPUT_NAME: &str = "logits";
+/// One input image, channels first.
+pub const IMAGE_SHAPE: [usize; 3] = [3, 32, 32];
+/// Floats in one input image.
+pub const IMAGE_LEN: usize = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2];
+
+/// The size and cost of an architecture, derived from its graph: the one struct that the
+/// metadata, `--list-models`, `summary.json`, `GET /v1/models` and `report.json` embed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelFacts {
+    /// Trainable parameters.
+    pub params: u64,
+    /// conv+fc multiply-accumulates for one image.
+    pub macs_per_image: u64,
+    /// The seed's convention: torchinfo 1.5.2 mult-adds for a batch of 128, in 1e9.
+    pub seed_gmacs_batch128: f64,
+}
+
+impl ModelFacts {
+    pub fn of(graph: &Graph) -> Self {
+        crate::count(graph).facts()
+    }
+
+    /// The facts of a registered model.
+    pub fn for_model(name: &str) -> Result<Self, crate::ZooError> {
+        Ok(Self::of(&crate::build(name)?))
+    }
+}
 
 /// Keys are prefixed so they cannot clash with other tools' properties.
 const PREFIX: &str = "cifar.";
@@ -16,11 +50,8 @@ pub struct ModelMetadata {
     /// Per-channel normalisation applied to [0,1] RGB before the network.
     pub mean: [f32; 3],
     pub std: [f32; 3],
-    pub params: u64,
-    /// conv+fc MACs for one image.
-    pub macs_per_image: u64,
-    /// The seed's convention: torchinfo 1.5.2 mult-adds for a batch of 128, in 1e9.
-    pub seed_gmacs_batch128: f64,
+    #[serde(flatten)]
+    pub facts: ModelFacts,
     /// Fractions in [0, 1], when the weights were trained and evaluated.
     pub val_acc: Option<f64>,
     pub test_acc: Option<f64>,
@@ -42,15 +73,12 @@ pub enum MetadataError {
 impl ModelMetadata {
     /// Fresh (untrained) metadata for a registered model.
     pub fn for_model(name: &str) -> Result<Self, crate::ZooError> {
-        let counts = crate::count(&crate::build(name)?);
         Ok(Self {
             model: name.to_string(),
             classes: crate::seed::CLASSES.iter().map(|s| s.to_string()).collect(),
             mean: crate::seed::MEAN,
             std: crate::seed::STD,
-            params: counts.params as u64,
-            macs_per_image: counts.macs_per_image,
-            seed_gmacs_batch128: counts.seed_gmacs_batch128(),
+            facts: ModelFacts::for_model(name)?,
             val_acc: None,
             test_acc: None,
             epochs: None,
@@ -66,9 +94,9 @@ impl ModelMetadata {
             ("classes", to_json(&self.classes)),
             ("mean", to_json(&self.mean)),
             ("std", to_json(&self.std)),
-            ("params", self.params.to_string()),
-            ("macs_per_image", self.macs_per_image.to_string()),
-            ("seed_gmacs_batch128", self.seed_gmacs_batch128.to_string()),
+            ("params", self.facts.params.to_string()),
+            ("macs_per_image", self.facts.macs_per_image.to_string()),
+            ("seed_gmacs_batch128", self.facts.seed_gmacs_batch128.to_string()),
         ];
         let optional = [
             ("val_acc", self.val_acc.map(|v| v.to_string())),
@@ -95,9 +123,11 @@ impl ModelMetadata {
             classes: parse("classes", get("classes")?)?,
             mean: parse("mean", get("mean")?)?,
             std: parse("std", get("std")?)?,
-            params: parse("params", get("params")?)?,
-            macs_per_image: parse("macs_per_image", get("macs_per_image")?)?,
-            seed_gmacs_batch128: parse("seed_gmacs_batch128", get("seed_gmacs_batch128")?)?,
+            facts: ModelFacts {
+                params: parse("params", get("params")?)?,
+                macs_per_image: parse("macs_per_image", get("macs_per_image")?)?,
+                seed_gmacs_batch128: parse("seed_gmacs_batch128", get("seed_gmacs_batch128")?)?,
+            },
             val_acc: opt("val_acc").map(|v| parse("val_acc", v)).transpose()?,
             test_acc: opt("test_acc").map(|v| parse("test_acc", v)).transpose()?,
             epochs: opt("epochs").map(|v| parse("epochs", v)).transpose()?,

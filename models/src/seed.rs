@@ -1,4 +1,4 @@
-//! The seed study's published figures (its README, spec §2 and §5), for reports and tests.
+//! The seed study's published figures (its README, docs/models.md §2 and §5), for reports and tests.
 
 use serde::Serialize;
 

@@ -1,6 +1,7 @@
 //! Tables for people: the model list and a torchinfo-like per-layer summary.
 
 use crate::count::count;
+use crate::metadata::ModelFacts;
 use crate::seed::{SeedFigures, SEED_MAC_BATCH};
 use crate::spec::{Graph, Op};
 use crate::zoo::{self, ZooError, MODEL_NAMES};
@@ -12,13 +13,10 @@ use std::fmt::Write;
 pub struct ModelRow {
     pub name: &'static str,
     pub constructor: &'static str,
-    pub params: usize,
-    /// conv+fc multiply-accumulates for one 3×32×32 image.
-    pub macs_per_image: u64,
+    #[serde(flatten)]
+    pub facts: ModelFacts,
     /// torchinfo 1.5.2 mult-adds for one image (conv and linear biases and BN included).
     pub torchinfo_macs_per_image: u64,
-    /// The seed's convention: torchinfo mult-adds for a batch of 128, in 1e9.
-    pub seed_gmacs_batch128: f64,
     pub seed: SeedFigures,
 }
 
@@ -28,10 +26,8 @@ pub fn model_row(name: &str) -> Result<ModelRow, ZooError> {
     Ok(ModelRow {
         name: info.name,
         constructor: info.constructor,
-        params: counts.params,
-        macs_per_image: counts.macs_per_image,
+        facts: counts.facts(),
         torchinfo_macs_per_image: counts.torchinfo_macs_per_image,
-        seed_gmacs_batch128: counts.seed_gmacs_batch128(),
         seed: info.seed,
     })
 }
@@ -67,9 +63,9 @@ pub fn format_model_table(rows: &[ModelRow]) -> String {
             s,
             "{:<15} {:>10} {:>12.2} {:>12.2} {:>9.2} {:>10.2}",
             r.name,
-            thousands(r.params as u64),
-            r.macs_per_image as f64 / 1e6,
-            r.seed_gmacs_batch128,
+            thousands(r.facts.params),
+            r.facts.macs_per_image as f64 / 1e6,
+            r.facts.seed_gmacs_batch128,
             r.seed.val_acc,
             r.seed.test_acc
         );

@@ -1,4 +1,4 @@
-//! The seven models against the figures of `../shared/spec/models.md` (§2, Appendix B).
+//! The seven models against the figures of `docs/models.md` (§2, Appendix B).
 
 use cifar_models::{build, count, MODEL_NAMES};
 

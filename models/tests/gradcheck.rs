@@ -3,18 +3,18 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
 use cifar_models::nn::batch_norm::{self, BatchNorm};
-use cifar_models::nn::{conv, linear, pool};
+use cifar_models::nn::{conv, linear, pool, Kernels};
 use cifar_models::spec::Conv;
+use cifar_models::testdata::Lcg;
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
+/// f64 test tensors from the workspace's one generator.
+trait Tensors {
+    fn tensor(&mut self, dims: &[usize]) -> Result<Tensor>;
+}
+
+impl Tensors for Lcg {
     fn tensor(&mut self, dims: &[usize]) -> Result<Tensor> {
-        let n = dims.iter().product();
-        Ok(Tensor::from_vec((0..n).map(|_| self.next()).collect::<Vec<_>>(), dims, &Device::Cpu)?)
+        Ok(Tensor::from_vec(self.uniforms(dims.iter().product()), dims, &Device::Cpu)?)
     }
 }
 
@@ -23,7 +23,7 @@ fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> candle_core::Re
     let vars: Vec<Var> = inputs.iter().map(Var::from_tensor).collect::<candle_core::Result<_>>()?;
     let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let out = f(&tensors)?;
-    let weights = Lcg(99).tensor(out.dims())?;
+    let weights = Lcg::new(99).tensor(out.dims())?;
     let loss = |ts: &[Tensor]| -> Result<f64> { Ok((f(ts)? * &weights)?.sum_all()?.to_scalar::<f64>()?) };
     let grads = (out * &weights)?.sum_all()?.backward()?;
     let eps = 1e-6;
@@ -51,11 +51,11 @@ fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> candle_core::Re
 
 fn conv_case(name: &str, cin: usize, cout: usize, k: usize, stride: usize, groups: usize, hw: usize) -> Result<()> {
     let c = Conv { in_channels: cin, out_channels: cout, kernel: k, stride, padding: k / 2, groups, bias: true };
-    let mut r = Lcg(cin as u64 * 31 + k as u64);
+    let mut r = Lcg::new(cin as u64 * 31 + k as u64);
     let x = r.tensor(&[2, cin, hw, hw])?;
     let w = r.tensor(&c.weight_dims())?;
     let b = r.tensor(&[cout])?;
-    check(name, &[x, w, b], |t| conv::conv2d(&t[0], &t[1], Some(&t[2]), &c))
+    check(name, &[x, w, b], |t| conv::conv2d(&t[0], &t[1], Some(&t[2]), &c, Kernels::Fast))
 }
 
 #[test]
@@ -78,17 +78,17 @@ fn conv_grouped() -> Result<()> {
 
 #[test]
 fn max_pool_even_and_odd_sizes() -> Result<()> {
-    let mut r = Lcg(5);
-    check("max pool 2 on 6x6", &[r.tensor(&[2, 3, 6, 6])?], |t| pool::max_pool2d(&t[0], 2))?;
-    check("max pool 2 on 5x7", &[r.tensor(&[2, 3, 5, 7])?], |t| pool::max_pool2d(&t[0], 2))?;
-    check("max pool 3 on 7x7", &[r.tensor(&[1, 2, 7, 7])?], |t| pool::max_pool2d(&t[0], 3))
+    let mut r = Lcg::new(5);
+    check("max pool 2 on 6x6", &[r.tensor(&[2, 3, 6, 6])?], |t| pool::max_pool2d(&t[0], 2, Kernels::Fast))?;
+    check("max pool 2 on 5x7", &[r.tensor(&[2, 3, 5, 7])?], |t| pool::max_pool2d(&t[0], 2, Kernels::Fast))?;
+    check("max pool 3 on 7x7", &[r.tensor(&[1, 2, 7, 7])?], |t| pool::max_pool2d(&t[0], 3, Kernels::Fast))
 }
 
 #[test]
 fn avg_pool_even_and_odd_sizes() -> Result<()> {
-    let mut r = Lcg(6);
-    check("avg pool 2 on 6x6", &[r.tensor(&[2, 3, 6, 6])?], |t| pool::avg_pool2d(&t[0], 2))?;
-    check("avg pool 2 on 5x7", &[r.tensor(&[2, 3, 5, 7])?], |t| pool::avg_pool2d(&t[0], 2))?;
+    let mut r = Lcg::new(6);
+    check("avg pool 2 on 6x6", &[r.tensor(&[2, 3, 6, 6])?], |t| pool::avg_pool2d(&t[0], 2, Kernels::Fast))?;
+    check("avg pool 2 on 5x7", &[r.tensor(&[2, 3, 5, 7])?], |t| pool::avg_pool2d(&t[0], 2, Kernels::Fast))?;
     check("global avg pool", &[r.tensor(&[2, 3, 3, 5])?], |t| pool::global_avg_pool(&t[0]))
 }
 
@@ -96,7 +96,7 @@ fn avg_pool_even_and_odd_sizes() -> Result<()> {
 #[test]
 fn max_pool_gradient_routes_to_the_window_maximum() -> Result<()> {
     let x = Var::from_tensor(&Tensor::new(&[[[[1f64, 5., 2., 0.], [3., 4., 9., 8.]]]], &Device::Cpu)?)?;
-    let y = pool::max_pool2d(x.as_tensor(), 2)?;
+    let y = pool::max_pool2d(x.as_tensor(), 2, Kernels::Fast)?;
     assert_eq!(y.flatten_all()?.to_vec1::<f64>()?, vec![5.0, 9.0]);
     let g = y.sum_all()?.backward()?;
     let gx = g.get(&x).unwrap().flatten_all()?.to_vec1::<f64>()?;
@@ -106,12 +106,12 @@ fn max_pool_gradient_routes_to_the_window_maximum() -> Result<()> {
 
 #[test]
 fn batch_norm_training_mode() -> Result<()> {
-    let mut r = Lcg(7);
+    let mut r = Lcg::new(7);
     let x = r.tensor(&[3, 4, 3, 3])?;
     let gamma = r.tensor(&[4])?;
     let beta = r.tensor(&[4])?;
     check("batch norm (train)", &[x, gamma, beta], |t| {
-        batch_norm::normalize_train(&t[0], &t[1], &t[2]).map(|(y, ..)| y)
+        batch_norm::normalize_train(&t[0], &t[1], &t[2], Kernels::Fast).map(|(y, ..)| y)
     })
 }
 
@@ -124,7 +124,7 @@ fn batch_norm_matches_pytorch_statistics() -> Result<()> {
         running_mean: Var::zeros(1, DType::F64, &Device::Cpu)?,
         running_var: Var::ones(1, DType::F64, &Device::Cpu)?,
     };
-    let y = bn.forward_t(&x, true)?.flatten_all()?.to_vec1::<f64>()?;
+    let y = bn.forward_t(&x, true, Kernels::Fast)?.flatten_all()?.to_vec1::<f64>()?;
     // mean 3, biased var 3.5, unbiased 14/3
     let s = (3.5f64 + 1e-5).sqrt();
     for (got, want) in y.iter().zip([-2.0 / s, -1.0 / s, 0.0, 3.0 / s]) {
@@ -137,7 +137,7 @@ fn batch_norm_matches_pytorch_statistics() -> Result<()> {
 
 #[test]
 fn concat_linear_add() -> Result<()> {
-    let mut r = Lcg(8);
+    let mut r = Lcg::new(8);
     let (a, b, c) = (r.tensor(&[2, 2, 3, 3])?, r.tensor(&[2, 3, 3, 3])?, r.tensor(&[2, 1, 3, 3])?);
     check("concat", &[a, b, c], |t| Tensor::cat(t, 1))?;
     let (x, w, bias) = (r.tensor(&[3, 5])?, r.tensor(&[4, 5])?, r.tensor(&[4])?);

@@ -8,14 +8,7 @@ use cifar_models::{build, MODEL_NAMES};
 
 fn input(n: usize, seed: u64, dtype: DType) -> Result<Tensor> {
     // A fixed pseudo-random batch, independent of candle's unseeded RNG.
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let values: Vec<f32> = (0..n * 3 * 32 * 32)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Ok(Tensor::from_vec(values, (n, 3, 32, 32), &Device::Cpu)?.to_dtype(dtype)?)
+    Ok(Tensor::from_vec(cifar_models::testdata::images(n, seed), (n, 3, 32, 32), &Device::Cpu)?.to_dtype(dtype)?)
 }
 
 #[test]

@@ -10,19 +10,18 @@ use cifar_models::nn::ops::batch_norm::BatchNormTrain;
 use cifar_models::nn::conv_bn::conv_batch_norm;
 use cifar_models::nn::ops::conv2d::Conv2d;
 use cifar_models::nn::ops::conv_bn::ConvBatchNorm;
-use cifar_models::nn::ops::grouped_conv::GroupedConv2d;
-use cifar_models::nn::{activation, pool};
+use cifar_models::nn::{activation, pool, Kernels};
 use cifar_models::spec::Conv;
+use cifar_models::testdata::Lcg;
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
+/// Test tensors from the workspace's one generator.
+trait Tensors {
+    fn tensor(&mut self, dims: &[usize], dtype: DType) -> Result<Tensor>;
+}
+
+impl Tensors for Lcg {
     fn tensor(&mut self, dims: &[usize], dtype: DType) -> Result<Tensor> {
-        let n = dims.iter().product();
-        let v: Vec<f64> = (0..n).map(|_| self.next()).collect();
+        let v = self.uniforms(dims.iter().product());
         Ok(Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(dtype)?)
     }
 }
@@ -48,7 +47,7 @@ fn compare(name: &str, inputs: &[Tensor], tol: f64, ours: impl Fn(&[Tensor]) -> 
         let vars: Vec<Var> = inputs.iter().map(Var::from_tensor).collect::<candle_core::Result<_>>()?;
         let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         let y = f(&ts)?;
-        let r = Lcg(17).tensor(y.dims(), y.dtype())?;
+        let r = Lcg::new(17).tensor(y.dims(), y.dtype())?;
         let grads = (&y * &r)?.sum_all()?.backward()?;
         let g = vars.iter().map(|v| grads.get(v).cloned().unwrap_or(v.zeros_like().unwrap())).collect();
         Ok((y, g))
@@ -69,13 +68,13 @@ fn conv_spec(cin: usize, cout: usize, k: usize, stride: usize, groups: usize) ->
 }
 
 fn conv_case(n: usize, c: Conv, h: usize, w: usize, dtype: DType) -> Result<()> {
-    let mut r = Lcg((c.in_channels * 131 + c.kernel * 7 + h) as u64);
+    let mut r = Lcg::new((c.in_channels * 131 + c.kernel * 7 + h) as u64);
     let x = r.tensor(&[n, c.in_channels, h, w], dtype)?;
     let wt = r.tensor(&c.weight_dims(), dtype)?;
     let b = r.tensor(&[c.out_channels], dtype)?;
     let tol = if dtype == DType::F32 { 1e-4 } else { 1e-10 };
     let name = format!("{c:?} on {n}x{h}x{w} {dtype:?}");
-    compare(&name, &[x, wt, b], tol, |t| conv2d(&t[0], &t[1], Some(&t[2]), &c), |t| reference_conv(&t[0], &t[1], &t[2], &c))
+    compare(&name, &[x, wt, b], tol, |t| conv2d(&t[0], &t[1], Some(&t[2]), &c, Kernels::Fast), |t| reference_conv(&t[0], &t[1], &t[2], &c))
 }
 
 /// candle's conv; strided ones as the stride-1 conv subsampled, because candle 0.11's own
@@ -144,11 +143,11 @@ fn grouped_conv_matches_candle() -> Result<()> {
 fn grouped_conv_finite_differences() -> Result<()> {
     for (stride, hw) in [(1, 5), (2, 6), (2, 5)] {
         let c = conv_spec(8, 8, 3, stride, 2);
-        let mut r = Lcg(3 + stride as u64);
+        let mut r = Lcg::new(3 + stride as u64);
         let x = r.tensor(&[2, 8, hw, hw], DType::F64)?;
         let w = r.tensor(&c.weight_dims(), DType::F64)?;
         let b = r.tensor(&[8], DType::F64)?;
-        finite_differences(&format!("grouped stride {stride} {hw}x{hw}"), &[x, w, b], |t| conv2d(&t[0], &t[1], Some(&t[2]), &c))?;
+        finite_differences(&format!("grouped stride {stride} {hw}x{hw}"), &[x, w, b], |t| conv2d(&t[0], &t[1], Some(&t[2]), &c, Kernels::Fast))?;
     }
     Ok(())
 }
@@ -157,7 +156,7 @@ fn finite_differences(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> ca
     let vars: Vec<Var> = inputs.iter().map(Var::from_tensor).collect::<candle_core::Result<_>>()?;
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let y = f(&ts)?;
-    let r = Lcg(99).tensor(y.dims(), DType::F64)?;
+    let r = Lcg::new(99).tensor(y.dims(), DType::F64)?;
     let grads = (&y * &r)?.sum_all()?.backward()?;
     let loss = |ts: &[Tensor]| -> Result<f64> { Ok((f(ts)? * &r)?.sum_all()?.to_scalar::<f64>()?) };
     for (i, v) in vars.iter().enumerate() {
@@ -184,19 +183,19 @@ fn batch_norm_matches_candle() -> Result<()> {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 1e-4 } else { 1e-10 };
         for dims in [[16, 32, 8, 8], [3, 5, 7, 9], [128, 4, 1, 1], [4, 16, 33, 1]] {
-            let mut r = Lcg(dims[1] as u64);
+            let mut r = Lcg::new(dims[1] as u64);
             // An offset mean checks the variance for cancellation.
             let x = r.tensor(&dims, dtype)?.affine(2.0, 3.0)?;
             let w = r.tensor(&[dims[1]], dtype)?;
             let b = r.tensor(&[dims[1]], dtype)?;
             for relu in [false, true] {
                 let name = format!("batch norm {dims:?} relu={relu} {dtype:?}");
-                compare(&name, &[x.clone(), w.clone(), b.clone()], tol, |t| normalize_train_act(&t[0], &t[1], &t[2], relu).map(|o| o.0), |t| {
+                compare(&name, &[x.clone(), w.clone(), b.clone()], tol, |t| normalize_train_act(&t[0], &t[1], &t[2], relu, Kernels::Fast).map(|o| o.0), |t| {
                     let y = candle_normalize_train(&t[0], &t[1], &t[2])?.0;
                     if relu { y.relu() } else { Ok(y) }
                 })?;
             }
-            let (_, m1, v1, n1) = batch_norm::normalize_train(&x, &w, &b)?;
+            let (_, m1, v1, n1) = batch_norm::normalize_train(&x, &w, &b, Kernels::Fast)?;
             let (_, m2, v2, n2) = candle_normalize_train(&x, &w, &b)?;
             assert_eq!(n1, n2);
             assert!(rel_err(&m1, &m2)? < tol && rel_err(&v1, &v2)? < tol, "statistics of {dims:?}");
@@ -207,28 +206,28 @@ fn batch_norm_matches_candle() -> Result<()> {
 
 #[test]
 fn batch_norm_relu_finite_differences() -> Result<()> {
-    let mut r = Lcg(12);
+    let mut r = Lcg::new(12);
     let x = r.tensor(&[3, 4, 3, 3], DType::F64)?;
     let w = r.tensor(&[4], DType::F64)?;
     let b = r.tensor(&[4], DType::F64)?;
-    finite_differences("batch norm + relu", &[x, w, b], |t| normalize_train_act(&t[0], &t[1], &t[2], true).map(|o| o.0))
+    finite_differences("batch norm + relu", &[x, w, b], |t| normalize_train_act(&t[0], &t[1], &t[2], true, Kernels::Fast).map(|o| o.0))
 }
 
 #[test]
 fn fused_batch_norm_relu_equals_the_two_layers() -> Result<()> {
     let bn = || -> Result<BatchNorm> {
         Ok(BatchNorm {
-            weight: Var::from_tensor(&Lcg(1).tensor(&[6], DType::F32)?)?,
-            bias: Var::from_tensor(&Lcg(2).tensor(&[6], DType::F32)?)?,
+            weight: Var::from_tensor(&Lcg::new(1).tensor(&[6], DType::F32)?)?,
+            bias: Var::from_tensor(&Lcg::new(2).tensor(&[6], DType::F32)?)?,
             running_mean: Var::zeros(6, DType::F32, &Device::Cpu)?,
             running_var: Var::ones(6, DType::F32, &Device::Cpu)?,
         })
     };
-    let x = Lcg(4).tensor(&[5, 6, 4, 3], DType::F32)?;
+    let x = Lcg::new(4).tensor(&[5, 6, 4, 3], DType::F32)?;
     let (a, b) = (bn()?, bn()?);
     for train in [true, false] {
-        let fused = a.forward_t_act(&x, train, true)?;
-        let plain = b.forward_t(&x, train)?.relu()?;
+        let fused = a.forward_t_act(&x, train, true, Kernels::Fast)?;
+        let plain = b.forward_t(&x, train, Kernels::Fast)?.relu()?;
         assert!(rel_err(&fused, &plain)? < 1e-6, "train={train}");
     }
     assert!(rel_err(a.running_mean.as_tensor(), b.running_mean.as_tensor())? < 1e-6);
@@ -237,7 +236,7 @@ fn fused_batch_norm_relu_equals_the_two_layers() -> Result<()> {
 }
 
 fn conv_bn_case(n: usize, c: Conv, hw: usize, relu: bool, dtype: DType) -> Result<()> {
-    let mut r = Lcg((c.out_channels * 7 + c.groups + hw) as u64);
+    let mut r = Lcg::new((c.out_channels * 7 + c.groups + hw) as u64);
     let x = r.tensor(&[n, c.in_channels, hw, hw], dtype)?;
     let w = r.tensor(&c.weight_dims(), dtype)?;
     let b = r.tensor(&[c.out_channels], dtype)?;
@@ -267,7 +266,7 @@ fn fused_conv_batch_norm_matches_the_two_layers() -> Result<()> {
     }
     // Running statistics move exactly as with the layers apart.
     let c = conv_spec(4, 6, 3, 1, 1);
-    let mut r = Lcg(5);
+    let mut r = Lcg::new(5);
     let (x, w, b) = (r.tensor(&[4, 4, 6, 6], DType::F32)?, r.tensor(&c.weight_dims(), DType::F32)?, r.tensor(&[6], DType::F32)?);
     let layer = || -> Result<BatchNorm> {
         Ok(BatchNorm {
@@ -279,7 +278,7 @@ fn fused_conv_batch_norm_matches_the_two_layers() -> Result<()> {
     };
     let (fused, apart) = (layer()?, layer()?);
     conv_batch_norm(&x, &w, Some(&b), &c, &fused, true)?;
-    apart.forward_t_act(&candle_conv2d(&x, &w, Some(&b), &c)?, true, true)?;
+    apart.forward_t_act(&candle_conv2d(&x, &w, Some(&b), &c)?, true, true, Kernels::Fast)?;
     assert!(rel_err(fused.running_mean.as_tensor(), apart.running_mean.as_tensor())? < 1e-5);
     assert!(rel_err(fused.running_var.as_tensor(), apart.running_var.as_tensor())? < 1e-5);
     Ok(())
@@ -288,7 +287,7 @@ fn fused_conv_batch_norm_matches_the_two_layers() -> Result<()> {
 #[test]
 fn fused_conv_batch_norm_finite_differences() -> Result<()> {
     let c = conv_spec(3, 4, 3, 2, 1);
-    let mut r = Lcg(21);
+    let mut r = Lcg::new(21);
     let inputs = [r.tensor(&[3, 3, 5, 5], DType::F64)?, r.tensor(&c.weight_dims(), DType::F64)?, r.tensor(&[12], DType::F64)?];
     finite_differences("conv+bn+relu", &inputs, |t| t[0].apply_op3(&t[1], &t[2], ConvBatchNorm::new(2, 1, 1, 1e-5, true)))
 }
@@ -296,10 +295,10 @@ fn fused_conv_batch_norm_finite_differences() -> Result<()> {
 #[test]
 fn relu_matches_candle() -> Result<()> {
     for dtype in [DType::F32, DType::F64] {
-        let x = Lcg(8).tensor(&[3, 5, 7, 11], dtype)?;
-        compare("relu", &[x.clone()], 1e-12, |t| activation::relu(&t[0]), |t| t[0].relu())?;
-        let b = Lcg(9).tensor(&[3, 5, 7, 11], dtype)?;
-        compare("add + relu", &[x, b], 1e-12, |t| activation::add_relu(&t[0], &t[1]), |t| (&t[0] + &t[1])?.relu())?;
+        let x = Lcg::new(8).tensor(&[3, 5, 7, 11], dtype)?;
+        compare("relu", &[x.clone()], 1e-12, |t| activation::relu(&t[0], Kernels::Fast), |t| t[0].relu())?;
+        let b = Lcg::new(9).tensor(&[3, 5, 7, 11], dtype)?;
+        compare("add + relu", &[x, b], 1e-12, |t| activation::add_relu(&t[0], &t[1], Kernels::Fast), |t| (&t[0] + &t[1])?.relu())?;
     }
     Ok(())
 }
@@ -307,21 +306,21 @@ fn relu_matches_candle() -> Result<()> {
 #[test]
 fn pooling_matches_candle_on_even_sizes() -> Result<()> {
     // candle's max-pool gradient is off by k² (see gradcheck.rs), so only forward there.
-    let x = Lcg(9).tensor(&[4, 8, 16, 16], DType::F32)?;
-    assert!(rel_err(&pool::max_pool2d(&x, 2)?, &x.max_pool2d(2)?)? < 1e-7);
-    compare("avg pool", &[x], 1e-6, |t| pool::avg_pool2d(&t[0], 2), |t| t[0].avg_pool2d(2))
+    let x = Lcg::new(9).tensor(&[4, 8, 16, 16], DType::F32)?;
+    assert!(rel_err(&pool::max_pool2d(&x, 2, Kernels::Fast)?, &x.max_pool2d(2)?)? < 1e-7);
+    compare("avg pool", &[x], 1e-6, |t| pool::avg_pool2d(&t[0], 2, Kernels::Fast), |t| t[0].avg_pool2d(2))
 }
 
 #[test]
 fn bad_shapes_are_errors_not_panics() -> Result<()> {
     let t = |dims: &[usize]| Tensor::zeros(dims, DType::F32, &Device::Cpu).unwrap();
-    let conv = Conv2d { stride: 1, padding: 1 };
+    let conv = Conv2d { stride: 1, padding: 1, groups: 1 };
     assert!(t(&[2, 3, 8, 8]).apply_op3(&t(&[4, 5, 3, 3]), &t(&[4]), conv).is_err(), "channel mismatch");
     assert!(t(&[2, 3, 8, 8]).apply_op3(&t(&[4, 3, 3, 3]), &t(&[5]), conv).is_err(), "bias mismatch");
     assert!(t(&[3, 8, 8]).apply_op3(&t(&[4, 3, 3, 3]), &t(&[4]), conv).is_err(), "not NCHW");
     assert!(t(&[2, 3, 8, 8]).apply_op3(&t(&[4, 3, 3, 2]), &t(&[4]), conv).is_err(), "non-square kernel");
-    assert!(t(&[2, 3, 1, 1]).apply_op3(&t(&[4, 3, 5, 5]), &t(&[4]), Conv2d { stride: 1, padding: 0 }).is_err(), "kernel larger than input");
-    let g = GroupedConv2d { stride: 1, padding: 1, groups: 4 };
+    assert!(t(&[2, 3, 1, 1]).apply_op3(&t(&[4, 3, 5, 5]), &t(&[4]), Conv2d { stride: 1, padding: 0, groups: 1 }).is_err(), "kernel larger than input");
+    let g = Conv2d { stride: 1, padding: 1, groups: 4 };
     assert!(t(&[2, 6, 8, 8]).apply_op3(&t(&[8, 2, 3, 3]), &t(&[8]), g).is_err(), "channels not divisible");
     let f64x = Tensor::zeros((2, 3, 8, 8), DType::F64, &Device::Cpu)?;
     assert!(f64x.apply_op3(&t(&[4, 3, 3, 3]), &t(&[4]), conv).is_err(), "mixed dtypes");

@@ -116,15 +116,3 @@ fn version_string(path: &Path) -> Option<String> {
     }
 }
 
-/// A deterministic batch of `n` normalised-range images (NCHW, values in [-2.5, 2.5)): the
-/// shared input for candle ↔ ONNX Runtime parity checks in the trainer and the server's tests,
-/// so both compare on the same numbers without a test-only dependency between them.
-pub fn parity_input(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed ^ 0x9E37_79B9_7F4A_7C15;
-    (0..n * 3 * 32 * 32)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 5.0 - 2.5
-        })
-        .collect()
-}

@@ -16,9 +16,10 @@ const LONG_VERSION: &str = if cfg!(feature = "cuda") {
 ///
 /// Loads every *.onnx file of --models (the model's name is the file stem; its classes and
 /// normalisation come from the file's metadata), warms each model up for every batch size it
-/// will run, then listens. Requests are batched per model: concurrent images are gathered up
-/// to --max-batch or until the oldest has waited --max-queue-delay-us, and run as one ONNX
-/// Runtime call. A full queue answers 429 with Retry-After; SIGTERM drains in-flight requests.
+/// will run, then listens. Requests are batched per model: the model's thread runs whatever is
+/// queued as soon as it is free (up to --max-batch images), so an idle model answers at once
+/// and images that arrive while a batch runs form the next one. A full queue answers 429 with
+/// Retry-After; SIGTERM drains in-flight requests.
 ///
 /// Endpoints: GET / (a page to try it), POST /v1/classify and /v1/models/{name}/classify
 /// (raw image, multipart `image` parts, or JSON {"images": [base64…]}; ?top_k=5),
@@ -53,9 +54,11 @@ pub enum Command {
 /// beside the seed's published figures, and describes the machine.
 ///
 /// With --url, a `serve` already running on this machine (loopback addresses only) is also
-/// driven over HTTP: --concurrency clients POST a PNG to /v1/models/NAME/classify for
-/// --duration seconds per model it serves; throughput and client-side latency percentiles
-/// appear next to the in-process figures.
+/// driven over HTTP, per model it serves, in two runs of --duration seconds: one keep-alive
+/// client POSTing --image to /v1/models/NAME/classify one request after another (batch-1
+/// latency), then --concurrency such clients (throughput). The report sets both beside the
+/// in-process figures: the batch-1 overhead in ms and the share of the best in-process
+/// images/s that reaches clients.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Folder of *.onnx files written by `train export`.
@@ -99,13 +102,17 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<cifar_serve::bench::http_load::LoopbackUrl>,
 
-    /// With --url: concurrent clients, each with one request in flight (at most 256).
+    /// With --url: clients of the throughput run, each with one request in flight (at most 256).
     #[arg(long, value_name = "C", default_value_t = 8, requires = "url", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
 
-    /// With --url: seconds of load per model (0.1 to 300).
+    /// With --url: seconds of each run (one client, then --concurrency) per model (0.1 to 300).
     #[arg(long, value_name = "S", default_value = "10", requires = "url", value_parser = seconds)]
     pub duration: Duration,
+
+    /// With --url: the image file every request carries (default: a generated 64×64 PNG).
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub image: Option<PathBuf>,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -142,8 +149,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", env = "SERVE_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_batch: u32,
 
-    /// Longest an image waits for others to join its batch, in microseconds (0: never wait).
-    #[arg(long, value_name = "µs", env = "SERVE_MAX_QUEUE_DELAY_US", default_value_t = 2000)]
+    /// Extra wait for a partly filled batch, in microseconds from its oldest request's arrival.
+    /// 0 (the default) runs what is queued at once; more trades latency for larger batches.
+    #[arg(long, value_name = "µs", env = "SERVE_MAX_QUEUE_DELAY_US", default_value_t = 0)]
     pub max_queue_delay_us: u64,
 
     /// Largest request body (e.g. 8MiB, 512KiB, 1000000); larger bodies get 413.

@@ -22,11 +22,5 @@ pub use device::Device;
 pub use registry::{LoadError, Registry, RegistryOptions, ServedModel};
 pub use server::{ServeError, ServerOptions};
 
-/// Name of the one input every exported model takes: float32 [batch, 3, 32, 32], normalised.
-pub const INPUT_NAME: &str = "input";
-/// Name of the one output: float32 [batch, classes] logits.
-pub const OUTPUT_NAME: &str = "logits";
-/// Channels, height and width of one input image.
-pub const IMAGE_SHAPE: [usize; 3] = [3, 32, 32];
-/// Floats in one preprocessed image.
-pub const IMAGE_LEN: usize = 3 * 32 * 32;
+/// The interface every exported model has (the ONNX contract lives in `cifar_models::metadata`).
+pub use cifar_models::metadata::{IMAGE_LEN, IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME};

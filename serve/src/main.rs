@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::{Context, Result};
 use cifar_serve::batcher::BatchPolicy;
-use cifar_serve::bench::http_load::LoadPlan;
+use cifar_serve::bench::http_load::{LoadPlan, Payload};
 use cifar_serve::bench::latency::LatencyPlan;
 use cifar_serve::bench::BenchOptions;
 use cifar_serve::ort::OrtOptions;
@@ -42,13 +42,21 @@ fn bench(args: cli::BenchArgs) -> Result<()> {
         ort_lib: args.ort_lib,
         ort: OrtOptions { device: args.device, allow_cpu_fallback: args.allow_cpu_fallback, threads: args.threads.map_or(cores, |t| t as usize) },
         latency: LatencyPlan { batch_sizes, iters: args.iters as usize, warmup_iters: args.warmup as usize, budget_per_size: None, pause: None },
-        http: args.url.map(|url| LoadPlan { url, concurrency: args.concurrency as usize, duration: args.duration }),
+        http: match args.url {
+            Some(url) => Some(LoadPlan { url, concurrency: args.concurrency as usize, duration: args.duration, payload: payload(args.image.as_deref())? }),
+            None => None,
+        },
     };
     let (_, written) = cifar_serve::bench::run(&opts)?;
     for path in written {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The image `serve bench --url` sends: `--image`, or the generated picture.
+fn payload(image: Option<&std::path::Path>) -> Result<Payload> {
+    Ok(image.map(Payload::file).transpose()?.unwrap_or_else(Payload::sample))
 }
 
 fn run(args: cli::RunArgs) -> Result<()> {
@@ -68,7 +76,6 @@ fn run(args: cli::RunArgs) -> Result<()> {
                 max_batch: args.max_batch as usize,
                 max_delay: Duration::from_micros(args.max_queue_delay_us),
                 max_queue: args.max_queue as usize,
-                pad_to_buckets: false,
             },
         },
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),

@@ -85,30 +85,61 @@ fn classify(err: ImageError) -> PreprocessError {
     }
 }
 
-/// Centre-crops to a square and resizes to 32×32 RGB.
-pub fn to_32x32(image: &DynamicImage) -> image::RgbImage {
+/// Centre-crops to a square and resizes to 32×32 RGB; an image that already is 32×32 RGB
+/// (what CIFAR clients send) is only borrowed, not copied three times.
+pub fn to_32x32(image: &DynamicImage) -> std::borrow::Cow<'_, image::RgbImage> {
+    if let DynamicImage::ImageRgb8(rgb) = image {
+        if rgb.dimensions() == (32, 32) {
+            return std::borrow::Cow::Borrowed(rgb);
+        }
+    }
     let (w, h) = (image.width(), image.height());
     let side = w.min(h);
     let square = image.crop_imm((w - side) / 2, (h - side) / 2, side, side);
-    image::imageops::resize(&square.to_rgb8(), 32, 32, FilterType::Triangle)
+    std::borrow::Cow::Owned(image::imageops::resize(&square.to_rgb8(), 32, 32, FilterType::Triangle))
+}
+
+/// 32×32 RGB → CHW floats in `out` (one image, [`IMAGE_LEN`] floats), (v/255 − mean)/std.
+pub fn normalise_into(rgb: &image::RgbImage, norm: &Normalisation, out: &mut [f32]) {
+    let plane = 32 * 32;
+    // (v/255 − mean)/std as one multiply-add per value.
+    let scale = norm.std.map(|s| 1.0 / (255.0 * s));
+    let shift = [0, 1, 2].map(|c| -norm.mean[c] / norm.std[c]);
+    for (i, px) in rgb.pixels().enumerate().take(plane) {
+        for c in 0..3 {
+            out[c * plane + i] = px.0[c] as f32 * scale[c] + shift[c];
+        }
+    }
 }
 
 /// 32×32 RGB → CHW floats, (v/255 − mean)/std.
 pub fn normalise(rgb: &image::RgbImage, norm: &Normalisation) -> Vec<f32> {
     let mut out = vec![0f32; IMAGE_LEN];
-    let plane = 32 * 32;
-    for (i, px) in rgb.pixels().enumerate().take(plane) {
-        for c in 0..3 {
-            out[c * plane + i] = (px.0[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c];
-        }
-    }
+    normalise_into(rgb, norm, &mut out);
     out
 }
 
 /// Bytes of an image file → the network's input for one image.
 pub fn preprocess(bytes: &[u8], norm: &Normalisation) -> Result<Vec<f32>, PreprocessError> {
+    let mut out = vec![0f32; IMAGE_LEN];
+    preprocess_into(bytes, norm, &mut out)?;
+    Ok(out)
+}
+
+/// Bytes of an image file → the network's input for one image, written into `out`
+/// ([`IMAGE_LEN`] floats): a request's images go straight into the buffer its batch job holds.
+pub fn preprocess_into(bytes: &[u8], norm: &Normalisation, out: &mut [f32]) -> Result<(), PreprocessError> {
     let image = decode(bytes)?;
-    Ok(normalise(&to_32x32(&image), norm))
+    normalise_into(&to_32x32(&image), norm, out);
+    Ok(())
+}
+
+/// Pixels the image claims in its header (width × height), read without decoding; `None` when
+/// the header cannot be read (decoding will then say why).
+pub fn header_pixels(bytes: &[u8]) -> Option<u64> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
+    let (w, h) = reader.into_dimensions().ok()?;
+    Some(w as u64 * h as u64)
 }
 
 #[cfg(test)]
@@ -132,17 +163,34 @@ mod tests {
         let t = preprocess(&png(&img), &NORM).unwrap();
         assert_eq!(t.len(), IMAGE_LEN);
         let expect = |v: u8| (v as f32 / 255.0 - 0.5) / 0.25;
-        assert_eq!(t[0], expect(0));
-        assert_eq!(t[5], expect(40)); // red plane, x = 5
-        assert_eq!(t[1024 + 32 * 3], expect(24)); // green plane, y = 3
-        assert_eq!(t[2048 + 77], expect(200));
+        let close = |got: f32, want: f32| assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        close(t[0], expect(0));
+        close(t[5], expect(40)); // red plane, x = 5
+        close(t[1024 + 32 * 3], expect(24)); // green plane, y = 3
+        close(t[2048 + 77], expect(200));
+    }
+
+    #[test]
+    fn the_multiply_add_matches_the_formula() {
+        let norm = Normalisation { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.243, 0.261] };
+        let img = RgbImage::from_fn(32, 32, |x, y| Rgb([(x * 8) as u8, (y * 8) as u8, ((x + y) * 4) as u8]));
+        let t = normalise(&img, &norm);
+        for (i, px) in img.pixels().enumerate() {
+            for c in 0..3 {
+                let exact = (px.0[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c];
+                assert!((t[c * 1024 + i] - exact).abs() < 1e-5, "{c} {i}");
+            }
+        }
+        assert_eq!(header_pixels(&png(&RgbImage::new(40, 30))), Some(1200));
+        assert_eq!(header_pixels(b"not an image"), None);
     }
 
     #[test]
     fn wide_images_are_centre_cropped() {
         // Left and right thirds red, centre square blue: only blue survives the crop.
         let img = RgbImage::from_fn(96, 32, |x, _| if (32..64).contains(&x) { Rgb([0, 0, 255]) } else { Rgb([255, 0, 0]) });
-        let small = to_32x32(&decode(&png(&img)).unwrap());
+        let decoded = decode(&png(&img)).unwrap();
+        let small = to_32x32(&decoded);
         assert!(small.pixels().all(|p| p.0 == [0, 0, 255]), "{:?}", small.get_pixel(0, 0));
     }
 

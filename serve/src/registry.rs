@@ -2,7 +2,7 @@
 //! metadata, its ONNX Runtime session and its batcher.
 
 use crate::backend::{Backend, BackendError};
-use crate::batcher::{self, BatchPolicy, Batcher, SharedBackend};
+use crate::batcher::{self, BatchPolicy, Batcher, Padding, SharedBackend};
 use crate::device::Device;
 use crate::metrics::Metrics;
 use crate::ort::{OrtBackend, OrtError, OrtOptions};
@@ -22,7 +22,7 @@ pub struct RegistryOptions {
     /// ONNX Runtime library; default: ORT_DYLIB_PATH, then `.ort/cpu|cuda/` (see cifar-onnxrt).
     pub ort_lib: Option<PathBuf>,
     pub ort: OrtOptions,
-    /// Batching; `pad_to_buckets` is decided per model from the device it really runs on.
+    /// Batching (padding is decided per model from the device it really runs on).
     pub policy: BatchPolicy,
 }
 
@@ -100,14 +100,14 @@ impl Registry {
             let (mut backend, meta) = OrtBackend::load(&env, &bytes, &ort).map_err(|source| LoadError::Model { file: file.clone(), source })?;
             batcher::warm_up(&mut backend, opts.policy.max_batch).map_err(|source| LoadError::WarmUp { name: name.clone(), source })?;
             let device = backend.device();
-            let policy = BatchPolicy { pad_to_buckets: device != Device::Cpu, ..opts.policy.clone() };
             let backend: SharedBackend = Arc::new(Mutex::new(Box::new(backend) as Box<dyn Backend>));
-            let batcher = Batcher::start(&name, backend.clone(), policy, metrics.for_model(&name)).map_err(LoadError::Thread)?;
+            let batcher = Batcher::start(&name, backend.clone(), opts.policy.clone(), Padding::for_device(device), metrics.for_model(&name))
+                .map_err(LoadError::Thread)?;
             tracing::info!(
                 "model {name} ({}, {} params, {:.1} MMACs/image) on {device}, warmed up to batch {} in {:.2} s",
                 meta.model,
-                meta.params,
-                meta.macs_per_image as f64 / 1e6,
+                meta.facts.params,
+                meta.facts.macs_per_image as f64 / 1e6,
                 opts.policy.max_batch,
                 started.elapsed().as_secs_f64()
             );

@@ -19,6 +19,7 @@ fn help_names_every_flag_and_its_environment_variable() {
         "--allow-cpu-fallback",
         "--max-batch",
         "--max-queue-delay-us",
+        "SERVE_MAX_QUEUE_DELAY_US",
         "--max-body",
         "--max-queue",
         "--threads",
@@ -59,7 +60,7 @@ fn bench_help_and_usage_errors() {
     let out = serve(&["bench", "--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--models", "--out", "--iters", "--warmup", "--batch-sizes", "--threads", "--url", "--concurrency", "--duration", "loopback", "report.json"] {
+    for flag in ["--models", "--out", "--iters", "--warmup", "--batch-sizes", "--threads", "--url", "--concurrency", "--duration", "--image", "loopback", "report.json"] {
         assert!(help.contains(flag), "bench --help lacks {flag}:\n{help}");
     }
     let usage = |args: &[&str]| {
@@ -71,6 +72,7 @@ fn bench_help_and_usage_errors() {
     assert!(usage(&["--url", "http://example.com"]).contains("loopback"));
     assert!(usage(&["--url", "https://127.0.0.1:8443"]).contains("plain HTTP"));
     usage(&["--concurrency", "4"]); // without --url
+    usage(&["--image", "cat.png"]); // without --url
     usage(&["--url", "http://127.0.0.1:1", "--concurrency", "1000"]);
     usage(&["--url", "http://127.0.0.1:1", "--duration", "3600"]);
     usage(&["--batch-sizes", "1,0"]);

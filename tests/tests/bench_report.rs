@@ -159,11 +159,14 @@ fn a_report_of_the_seven_fresh_models() {
 fn the_url_mode_drives_a_running_server() {
     let server = Server::start(&model_dir(&[]), &[]);
     let out = process_temp_dir("report-http");
-    ok(&quick_bench(&server.models, &out, "1", &["--url", &server.url, "--concurrency", "2", "--duration", "1"]));
+    let image = repo_root().join("model-zoo/cat.png");
+    let image = image.to_str().unwrap();
+    ok(&quick_bench(&server.models, &out, "1,2", &["--url", &server.url, "--concurrency", "2", "--duration", "1", "--image", image]));
     let (report, md) = read_report(&out);
     check_schema(&report);
     assert_eq!(report["settings"]["http"]["url"], server.url);
     assert_eq!(report["settings"]["http"]["concurrency"], 2);
+    assert_eq!(report["settings"]["http"]["image"], image);
     let http = &model(&report, "resnet-light")["http"];
     assert!(http["ok"].as_u64().unwrap() > 0, "{http}");
     assert_eq!(http["errors"], 0, "{http}");
@@ -174,6 +177,35 @@ fn the_url_mode_drives_a_running_server() {
     assert!((1.0..30.0).contains(&duration), "the run is bounded by --duration: {duration}");
     assert!(http["latency"]["p99_ms"].as_f64().unwrap() >= http["latency"]["p50_ms"].as_f64().unwrap());
     assert!(md.contains("## Over HTTP") && md.contains("HTTP img/s"), "{md}");
+
+    // The batch-1 run (one client) and the comparisons with the in-process figures.
+    let single = &http["single_client"];
+    assert!(single["ok"].as_u64().unwrap() > 0 && single["errors"] == 0, "{single}");
+    assert!((1.0..30.0).contains(&single["duration_s"].as_f64().unwrap()), "{single}");
+    let in_process = &model(&report, "resnet-light")["latency"];
+    let b1 = in_process[0]["p50_ms"].as_f64().unwrap();
+    let overhead = http["overhead_b1_ms"].as_f64().expect("an overhead, since batch size 1 was timed");
+    assert!((overhead - (single["latency"]["p50_ms"].as_f64().unwrap() - b1)).abs() < 1e-9, "{http}");
+    let best = in_process.as_array().unwrap().iter().map(|b| b["images_per_s"].as_f64().unwrap()).fold(0.0, f64::max);
+    let ratio = http["throughput_ratio"].as_f64().unwrap();
+    assert!((ratio - http["images_per_s"].as_f64().unwrap() / best).abs() < 1e-9, "{http}");
+    for text in ["### One client (batch-1 latency)", "### 2 clients (throughput)", &format!("{ratio:.2}"), "overhead ms"] {
+        assert!(md.contains(text), "report.md lacks {text}:\n{md}");
+    }
+
+    // Without batch size 1 in process there is no batch-1 figure to compare with: null.
+    ok(&quick_bench(&server.models, &out, "2", &["--url", &server.url, "--concurrency", "1", "--duration", "0.2"]));
+    let (report, _) = read_report(&out);
+    check_schema(&report);
+    let http = &model(&report, "resnet-light")["http"];
+    assert_eq!(http["overhead_b1_ms"], Value::Null, "{http}");
+    assert!(http["throughput_ratio"].as_f64().is_some(), "{http}");
+    assert_eq!(report["settings"]["http"]["image"], "generated 64×64 PNG");
+
+    // An image file that cannot be read is refused before measuring.
+    let missing = serve_bench(&["--models", server.models.to_str().unwrap(), "--out", out.to_str().unwrap(), "--url", &server.url, "--image", "/nonexistent.png"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("--image /nonexistent.png"), "{}", String::from_utf8_lossy(&missing.stderr));
 
     // A server that is not there fails before any measuring, and says where it looked.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();

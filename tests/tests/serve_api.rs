@@ -167,7 +167,7 @@ fn classify_equals_a_direct_run_on_the_documented_preprocessing() {
 fn v2_logits_equal_a_direct_onnx_runtime_run_json_and_binary() {
     let s = server();
     let n = 3;
-    let input = cifar_onnxrt::parity_input(n, 11);
+    let input = cifar_models::testdata::images(n, 11);
     let reference = direct_logits(&s.models.join("resnet-light.onnx"), &input, n);
 
     let body = json!({"id": "req-1", "inputs": [{"name": "input", "shape": [n, 3, 32, 32], "datatype": "FP32", "data": input}]});
@@ -207,7 +207,7 @@ fn v2_logits_equal_a_direct_onnx_runtime_run_json_and_binary() {
 fn v2_tensors_of_wrong_shape_datatype_or_length_are_400() {
     let s = server();
     let url = s.u("/v2/models/resnet-light/infer");
-    let one = cifar_onnxrt::parity_input(1, 1);
+    let one = cifar_models::testdata::images(1, 1);
     let cases = vec![
         json!({"inputs": [{"name": "input", "shape": [1, 3, 28, 28], "datatype": "FP32", "data": one}]}),
         json!({"inputs": [{"name": "input", "shape": [1, 3, 32, 32], "datatype": "INT64", "data": one}]}),
@@ -337,6 +337,8 @@ fn bodies_over_the_limit_are_413() {
     still_serving(s);
 }
 
+/// With the default policy (no gathering delay) batches form from the requests that arrive
+/// while a batch runs: 32 requests at once cannot all run alone.
 #[test]
 fn concurrent_requests_are_batched() {
     let s = server();

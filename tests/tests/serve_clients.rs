@@ -20,7 +20,7 @@ fn tritonclient_works_with_json_and_binary_tensors() {
     let python = repo_root().join(".venv-tools/bin/python");
     assert!(python.is_file(), "{} is missing: run `bash scripts/setup.sh`", python.display());
     let n = 4;
-    let input = cifar_onnxrt::parity_input(n, 23);
+    let input = cifar_models::testdata::images(n, 23);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("input.f32");
     std::fs::write(&file, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();

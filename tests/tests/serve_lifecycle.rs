@@ -64,8 +64,9 @@ fn cuda_with_cpu_fallback_serves_on_the_cpu() {
 
 #[test]
 fn a_full_queue_answers_429_and_sigterm_drains_in_flight_requests() {
-    // Batches wait up to 1.5 s for company, so admitted images stay queued long enough to fill
-    // a queue of 4 deterministically.
+    // A partly filled batch waits up to 1.5 s for company (--max-queue-delay-us; the default
+    // runs at once), so admitted images stay queued long enough to fill a queue of 4
+    // deterministically.
     let s = Server::start(&model_dir(&[]), &["--max-queue", "4", "--max-batch", "64", "--max-queue-delay-us", "1500000"]);
     let url = s.u("/v1/classify");
     let body = png(32, 32);

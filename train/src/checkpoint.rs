@@ -1,4 +1,4 @@
-//! Run-folder checkpoints, each file written atomically (temporary file, then rename).
+//! Run-folder checkpoints, each file written atomically ([`files::write`]).
 //!
 //! - `last.safetensors` / `best.safetensors`: the model's tensors (parameters and BatchNorm
 //!   running statistics) by path — what `train export --checkpoint` reads.
@@ -7,9 +7,9 @@
 //!   any instant resumes from one consistent epoch.
 //! - `state.json`: a readable copy of the [`TrainState`] of the last committed epoch.
 
+use crate::files::{self, BoxError, FileError};
 use crate::metrics::EpochMetrics;
 use crate::recipe::Recipe;
-use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use cifar_models::nn::DropoutState;
 use serde::{Deserialize, Serialize};
@@ -43,41 +43,47 @@ pub struct TrainState {
     pub git_commit: String,
 }
 
-/// Writes bytes to `path` via a temporary file in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("writing {}", path.display()))?;
-    // tempfile creates 0600 files; run artifacts are ordinary readable files.
-    #[cfg(unix)]
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+impl TrainState {
+    /// The state of a run before its first epoch.
+    pub fn start(recipe: Recipe, dropout: DropoutState, git_commit: &str) -> Self {
+        Self {
+            recipe,
+            epochs_done: 0,
+            optimizer_step: 0,
+            dropout,
+            best_val_acc: None,
+            best_epoch: None,
+            train_seconds: 0.0,
+            history: Vec::new(),
+            git_commit: git_commit.to_string(),
+        }
+    }
 }
 
-fn serialize(tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
-    let cpu: Vec<(String, Tensor)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), t.to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
-    Ok(safetensors::serialize(cpu.iter().map(|(n, t)| (n.as_str(), t)), metadata)?)
+fn serialize(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>, FileError> {
+    let cpu = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.as_str(), t.to_device(&Device::Cpu)?)))
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(|e| FileError::encode(path, e))?;
+    safetensors::serialize(cpu.iter().map(|(n, t)| (*n, t)), metadata).map_err(|e| FileError::encode(path, e))
 }
 
 /// Saves model tensors (a loadable checkpoint).
-pub fn save_model(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    write_atomically(path, &serialize(tensors, None)?)
+pub fn save_model(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), FileError> {
+    files::write(path, &serialize(path, tensors, None)?)
 }
 
-/// Saves the resume point: model tensors, optimizer moments and the state, in one file.
-pub fn save_resume(dir: &Path, model: &[(String, Tensor)], moments: &[(String, Tensor)], state: &TrainState) -> Result<()> {
+/// Saves the resume point: model tensors, optimizer moments and the state in one file (the
+/// commit), then `state.json`, the readable copy.
+pub fn save_resume(dir: &Path, model: &[(String, Tensor)], moments: &[(String, Tensor)], state: &TrainState) -> Result<(), FileError> {
+    let path = dir.join(RESUME);
     let mut all: Vec<(String, Tensor)> = model.iter().map(|(n, t)| (format!("{MODEL_PREFIX}{n}"), t.clone())).collect();
     all.extend(moments.iter().map(|(n, t)| (format!("{OPTIM_PREFIX}{n}"), t.clone())));
-    let meta = HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(state)?)]);
-    write_atomically(&dir.join(RESUME), &serialize(&all, Some(meta))?)?;
-    write_atomically(&dir.join(STATE), serde_json::to_string_pretty(state)?.as_bytes())
+    let state_json = serde_json::to_string(state).map_err(|e| FileError::encode(&path, e))?;
+    let meta = HashMap::from([(STATE_KEY.to_string(), state_json)]);
+    files::write(&path, &serialize(&path, &all, Some(meta))?)?;
+    files::write_json(&dir.join(STATE), state)
 }
 
 pub struct Resume {
@@ -86,18 +92,14 @@ pub struct Resume {
     pub moments: HashMap<String, Tensor>,
 }
 
-pub fn load_resume(dir: &Path) -> Result<Resume> {
+pub fn load_resume(dir: &Path) -> Result<Resume, FileError> {
     let path = dir.join(RESUME);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .with_context(|| format!("{} is not a safetensors file", path.display()))?;
-    let state_json = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(STATE_KEY))
-        .with_context(|| format!("{} holds no training state", path.display()))?;
-    let state: TrainState = serde_json::from_str(state_json).with_context(|| format!("training state in {}", path.display()))?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+    let bytes = files::read(&path)?;
+    let bad = |e: BoxError| FileError::decode(&path, "resume point (safetensors with a training state)", e);
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.into()))?;
+    let state_json = header.metadata().as_ref().and_then(|m| m.get(STATE_KEY)).ok_or_else(|| bad("it holds no training state".into()))?;
+    let state: TrainState = serde_json::from_str(state_json).map_err(|e| bad(e.into()))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| bad(e.into()))?;
     let (mut model, mut moments) = (HashMap::new(), HashMap::new());
     for (name, t) in tensors {
         if let Some(n) = name.strip_prefix(MODEL_PREFIX) {
@@ -107,4 +109,35 @@ pub fn load_resume(dir: &Path) -> Result<Resume> {
         }
     }
     Ok(Resume { state, model, moments })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `state.json` as the code before the recipe overrides wrote it (recipe with the key
+    /// set of `model-zoo/resnet-light/recipe.json`) still loads, so such runs resume.
+    #[test]
+    fn a_state_written_by_the_earlier_code_loads() {
+        let old = r#"{
+          "recipe": {"model": "resnet-light", "epochs": 30, "batch_size": 128, "lr": 0.003,
+                     "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                     "milestones": [15, 22], "gamma": 0.1, "seed": 42, "split_seed": 42,
+                     "limit_train": null, "limit_eval": null},
+          "epochs_done": 2, "optimizer_step": 704, "dropout": {"seed": 42, "calls": 0},
+          "best_val_acc": 0.61, "best_epoch": 2, "train_seconds": 440.5,
+          "history": [{"epoch": 1, "train_loss": 1.5, "train_acc": 0.45, "val_loss": 1.3, "val_acc": 0.52,
+                       "lr": 0.003, "epoch_seconds": 220.0, "train_img_s": 205.0, "train_images": 45000}],
+          "git_commit": "5344c4bfd67c"
+        }"#;
+        let state: TrainState = serde_json::from_str(old).unwrap();
+        let mut recipe = Recipe::seed("resnet-light");
+        recipe.epochs = 30;
+        recipe.milestones = vec![15, 22];
+        assert_eq!(state.recipe, recipe);
+        assert_eq!((state.epochs_done, state.optimizer_step, state.history.len()), (2, 704, 1));
+        // The same run asked again with more epochs resumes.
+        recipe.epochs = 40;
+        assert!(recipe.resume_conflicts(&state.recipe).is_empty());
+    }
 }

@@ -1,7 +1,18 @@
 //! Command-line interface of `train`.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use cifar_train::recipe::{show_default, with_recipe_defaults, Recipe, RecipeOverrides};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+
+impl Cli {
+    /// Parses the command line (exiting on bad usage, as clap does); `--help` shows the
+    /// recipe's defaults, taken from [`Recipe::seed`] rather than declared here again.
+    pub fn parse_with_recipe_defaults() -> Self {
+        let seed = Recipe::seed("").seed;
+        let cmd = with_recipe_defaults(Self::command()).mut_subcommand("export", |c| c.mut_arg("seed", |a| show_default(a, seed)));
+        Self::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+    }
+}
 
 /// Train, evaluate and export the seed study's CIFAR-10 models.
 ///
@@ -57,9 +68,9 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
-    /// Seed of the initial weights when no checkpoint is given.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Seed of the initial weights when no checkpoint is given (the recipe's).
+    #[arg(long)]
+    pub seed: Option<u64>,
 
     /// ONNX Runtime library for the parity check (default: $ORT_DYLIB_PATH, then
     /// .ort/cpu/libonnxruntime.so.1.31.1 as fetched by scripts/setup.sh).
@@ -98,32 +109,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub download: bool,
 
-    /// Epochs to train.
-    #[arg(long, default_value_t = 100)]
-    pub epochs: usize,
-
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-
-    /// AdamW learning rate.
-    #[arg(long, default_value_t = 3e-3)]
-    pub lr: f64,
-
-    /// AdamW decoupled weight decay (applied to every trainable parameter, as the seed does).
-    #[arg(long, default_value_t = 0.1)]
-    pub weight_decay: f64,
-
-    /// Epochs at which the learning rate is multiplied by --gamma (comma-separated). Default:
-    /// 50% and 75% of --epochs (the seed's 50,75 for 100 epochs).
-    #[arg(long, value_delimiter = ',', value_name = "E1,E2")]
-    pub milestones: Option<Vec<usize>>,
-
-    #[arg(long, default_value_t = 0.1)]
-    pub gamma: f64,
-
-    /// Seed of the weights, dropout masks, shuffles and augmentation (the split uses 42, as the seed).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    // The recipe: each flag overrides one field of the seed recipe.
+    #[command(flatten)]
+    pub recipe: RecipeOverrides,
 
     /// auto (CUDA when built with --features cuda and a GPU is present), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -141,6 +129,12 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DataPlacement::Auto)]
     pub data_placement: DataPlacement,
 
+    /// Building blocks: fast (this project's CPU kernels where they apply, candle's ops
+    /// elsewhere) or portable (candle's generic ops everywhere, as on CUDA: slow on CPU, for
+    /// checking that path without a GPU).
+    #[arg(long, value_enum, default_value_t = KernelChoice::Fast)]
+    pub kernels: KernelChoice,
+
     /// CPU threads for compute (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -152,14 +146,6 @@ pub struct TrainArgs {
     /// Continue the run in OUT/MODEL from its last completed epoch (same recipe; --epochs may grow).
     #[arg(long)]
     pub resume: bool,
-
-    /// Train on only the first N images of the 45,000-image training split.
-    #[arg(long, value_name = "N")]
-    pub limit_train: Option<usize>,
-
-    /// Validate and test on only the first N images of each set.
-    #[arg(long, value_name = "N")]
-    pub limit_eval: Option<usize>,
 
     /// ONNX Runtime library for the parity check of the final export.
     #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
@@ -174,6 +160,12 @@ pub struct TrainArgs {
 pub enum Precision {
     F32,
     Bf16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KernelChoice {
+    Fast,
+    Portable,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,9 @@
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod error;
 pub mod export;
+pub mod files;
 pub mod fit;
 pub mod metrics;
 pub mod optim;
@@ -11,5 +13,11 @@ pub mod progress;
 pub mod recipe;
 pub mod report;
 pub mod resident;
+pub mod run_folder;
 pub mod runtime;
-pub mod run_info;
+pub mod summary;
+
+pub use error::TrainError;
+
+/// The commit this binary was built from (`build.rs`), recorded in summaries and exports.
+pub const GIT_COMMIT: &str = env!("CIFAR_GIT_COMMIT");

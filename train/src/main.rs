@@ -1,7 +1,6 @@
 mod cli;
 mod commands;
 
-use clap::Parser;
 use cli::Cli;
 use std::process::ExitCode;
 
@@ -24,7 +23,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    match run(Cli::parse()) {
+    match run(Cli::parse_with_recipe_defaults()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -34,14 +33,16 @@ fn main() -> ExitCode {
 }
 
 fn exit_status(err: &anyhow::Error) -> u8 {
-    use cifar_train::fit::TrainError;
-    if matches!(err.downcast_ref(), Some(cifar_models::ZooError::UnknownModel(_))) {
+    use cifar_models::ZooError::UnknownModel;
+    use cifar_train::TrainError;
+    if matches!(err.downcast_ref(), Some(UnknownModel(_))) {
         return USAGE;
     }
     match err.downcast_ref::<TrainError>() {
+        Some(TrainError::Model(UnknownModel(_))) => USAGE,
         Some(TrainError::Diverged { .. }) => DIVERGED,
         Some(TrainError::RunExists { .. } | TrainError::ResumeMismatch { .. }) => RUN_CONFLICT,
-        None => FAILED,
+        _ => FAILED,
     }
 }
 

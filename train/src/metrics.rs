@@ -1,7 +1,6 @@
 //! Per-epoch metrics and the files that hold them (`metrics.jsonl`, `metrics.csv`).
 
-use crate::checkpoint::write_atomically;
-use anyhow::Result;
+use crate::files::{self, FileError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -27,13 +26,20 @@ pub const CSV: &str = "metrics.csv";
 
 /// Rewrites both files from the history of committed epochs (so an epoch that was not
 /// checkpointed never shows up in them).
-pub fn write(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
+pub fn write(dir: &Path, history: &[EpochMetrics]) -> Result<(), FileError> {
+    let jsonl_path = dir.join(JSONL);
     let mut jsonl = String::new();
     for m in history {
-        jsonl += &serde_json::to_string(m)?;
+        jsonl += &serde_json::to_string(m).map_err(|e| FileError::encode(&jsonl_path, e))?;
         jsonl.push('\n');
     }
-    write_atomically(&dir.join(JSONL), jsonl.as_bytes())?;
+    files::write(&jsonl_path, jsonl.as_bytes())?;
+    let csv_path = dir.join(CSV);
+    files::write(&csv_path, &to_csv(history).map_err(|e| FileError::encode(&csv_path, e))?)
+}
+
+/// The history as CSV with a header row (the header alone when there is no epoch yet).
+fn to_csv(history: &[EpochMetrics]) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for m in history {
         w.serialize(m)?;
@@ -43,5 +49,5 @@ pub fn write(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
             "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds", "train_img_s", "train_images",
         ])?;
     }
-    write_atomically(&dir.join(CSV), &w.into_inner()?)
+    w.into_inner().map_err(|e| e.into_error().into())
 }

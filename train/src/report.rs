@@ -1,9 +1,8 @@
 //! Pictures of a run: learning curves and the confusion matrix (SVG, plotters), and the
 //! confusion matrix as JSON.
 
-use crate::checkpoint::write_atomically;
+use crate::files::{self, FileError};
 use crate::metrics::EpochMetrics;
-use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::path::Path;
@@ -12,16 +11,20 @@ pub const CURVES: &str = "curves.svg";
 pub const CONFUSION_SVG: &str = "confusion.svg";
 pub const CONFUSION_JSON: &str = "confusion.json";
 
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing: {e:?}")
-}
+/// plotters' errors (drawing into a string, so never I/O).
+type DrawResult = Result<(), crate::files::BoxError>;
 
 /// Loss and accuracy against epoch, train and validation, side by side.
-pub fn draw_curves(path: &Path, model: &str, history: &[EpochMetrics]) -> Result<()> {
+pub fn draw_curves(path: &Path, model: &str, history: &[EpochMetrics]) -> Result<(), FileError> {
     let mut svg = String::new();
+    curves_svg(&mut svg, model, history).map_err(|e| FileError::encode(path, e))?;
+    files::write(path, svg.as_bytes())
+}
+
+fn curves_svg(svg: &mut String, model: &str, history: &[EpochMetrics]) -> DrawResult {
     {
-        let root = SVGBackend::with_string(&mut svg, (1000, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
+        let root = SVGBackend::with_string(svg, (1000, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(500);
         let last = history.last().map_or(1, |m| m.epoch).max(1) as f64;
         let panels: [(&DrawingArea<_, _>, &str, fn(&EpochMetrics) -> (f64, f64)); 2] = [
@@ -42,8 +45,8 @@ pub fn draw_curves(path: &Path, model: &str, history: &[EpochMetrics]) -> Result
                 .x_label_area_size(35)
                 .y_label_area_size(50)
                 .build_cartesian_2d(if history.len() <= 1 { 0.0..last + 1.0 } else { 1.0..last }, lo..hi)
-                .map_err(plot_err)?;
-            chart.configure_mesh().x_desc("epoch").y_desc(what).draw().map_err(plot_err)?;
+                ?;
+            chart.configure_mesh().x_desc("epoch").y_desc(what).draw()?;
             for (label, color, idx) in [("train", BLUE, 0), ("val", RED, 1)] {
                 let pts: Vec<(f64, f64)> = history
                     .iter()
@@ -51,10 +54,10 @@ pub fn draw_curves(path: &Path, model: &str, history: &[EpochMetrics]) -> Result
                     .collect();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                    .map_err(plot_err)?
+                    ?
                     .label(label)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-                chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(plot_err)?;
+                chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
             }
             chart
                 .configure_series_labels()
@@ -62,11 +65,11 @@ pub fn draw_curves(path: &Path, model: &str, history: &[EpochMetrics]) -> Result
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .draw()
-                .map_err(plot_err)?;
+                ?;
         }
-        root.present().map_err(plot_err)?;
+        root.present()?;
     }
-    write_atomically(path, svg.as_bytes())
+    Ok(())
 }
 
 /// `counts[true][predicted]`.
@@ -105,18 +108,24 @@ impl Confusion {
 }
 
 /// The confusion matrix as a heat map with counts, rows = true class.
-pub fn draw_confusion(dir: &Path, model: &str, c: &Confusion) -> Result<()> {
-    write_atomically(&dir.join(CONFUSION_JSON), serde_json::to_string_pretty(c)?.as_bytes())?;
+pub fn draw_confusion(dir: &Path, model: &str, c: &Confusion) -> Result<(), FileError> {
+    files::write_json(&dir.join(CONFUSION_JSON), c)?;
+    let path = dir.join(CONFUSION_SVG);
+    let mut svg = String::new();
+    confusion_svg(&mut svg, model, c).map_err(|e| FileError::encode(&path, e))?;
+    files::write(&path, svg.as_bytes())
+}
+
+fn confusion_svg(svg: &mut String, model: &str, c: &Confusion) -> DrawResult {
     let n = c.classes.len();
     let cell = 52i32;
     let (ox, oy) = (120i32, 70i32);
     let size = ((ox + cell * n as i32 + 20) as u32, (oy + cell * n as i32 + 110) as u32);
-    let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
+        let root = SVGBackend::with_string(svg, size).into_drawing_area();
+        root.fill(&WHITE)?;
         let title = format!("{model}: test confusion matrix (accuracy {:.2} %)", c.accuracy * 100.0);
-        root.draw(&Text::new(title, (10, 15), ("sans-serif", 18))).map_err(plot_err)?;
+        root.draw(&Text::new(title, (10, 15), ("sans-serif", 18)))?;
         for (i, row) in c.counts.iter().enumerate() {
             let total = row.iter().sum::<u64>().max(1) as f64;
             for (j, &v) in row.iter().enumerate() {
@@ -124,22 +133,22 @@ pub fn draw_confusion(dir: &Path, model: &str, c: &Confusion) -> Result<()> {
                 let color = if i == j { RGBColor(30, 110, 200) } else { RGBColor(210, 60, 40) };
                 let fill = color.mix(0.08 + 0.92 * frac.min(1.0).sqrt());
                 let (x, y) = (ox + cell * j as i32, oy + cell * i as i32);
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled())).map_err(plot_err)?;
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], WHITE.stroke_width(1))).map_err(plot_err)?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled()))?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], WHITE.stroke_width(1)))?;
                 let text_color = if frac > 0.5 { WHITE } else { BLACK };
                 root.draw(&Text::new(v.to_string(), (x + 8, y + cell / 2 - 6), ("sans-serif", 13).into_font().color(&text_color)))
-                    .map_err(plot_err)?;
+                    ?;
             }
             root.draw(&Text::new(c.classes[i].clone(), (8, oy + cell * i as i32 + cell / 2 - 6), ("sans-serif", 13)))
-                .map_err(plot_err)?;
+                ?;
         }
         for (j, name) in c.classes.iter().enumerate() {
             let style = ("sans-serif", 12).into_font().transform(FontTransform::Rotate90);
             root.draw(&Text::new(name.clone(), (ox + cell * j as i32 + cell / 2 + 6, oy + cell * n as i32 + 6), style))
-                .map_err(plot_err)?;
+                ?;
         }
-        root.draw(&Text::new("rows: true class, columns: predicted", (ox, oy - 22), ("sans-serif", 13))).map_err(plot_err)?;
-        root.present().map_err(plot_err)?;
+        root.draw(&Text::new("rows: true class, columns: predicted", (ox, oy - 22), ("sans-serif", 13)))?;
+        root.present()?;
     }
-    write_atomically(&dir.join(CONFUSION_SVG), svg.as_bytes())
+    Ok(())
 }

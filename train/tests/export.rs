@@ -7,7 +7,8 @@ use candle_nn::{loss::cross_entropy, AdamW, ModuleT, Optimizer, ParamsAdamW};
 use cifar_models::metadata::ModelMetadata;
 use cifar_models::nn::Network;
 use cifar_onnxrt::ort::session::Session;
-use cifar_onnxrt::{parity_input, Environment, Flavor};
+use cifar_models::testdata::images as parity_input;
+use cifar_onnxrt::{Environment, Flavor};
 use cifar_train::export::{check_parity, run_ort, to_onnx_bytes, PARITY_TOLERANCE};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,7 +85,7 @@ fn metadata_round_trips_through_onnx_runtime() -> Result<()> {
     let pairs: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), md.custom(k).unwrap())).collect();
     let back = ModelMetadata::from_props(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     assert_eq!(back, meta);
-    assert_eq!(back.params, 508_447);
+    assert_eq!(back.facts.params, 508_447);
     assert_eq!(back.classes[3], "cat");
     // Input and output as documented.
     assert_eq!(session.inputs()[0].name(), "input");

@@ -109,7 +109,7 @@ fn batch_norm(n: usize, iters: usize) -> candle_core::Result<()> {
         let xv = Var::from_tensor(&x)?;
         let mb = (n * c * h * h * 4) as f64 / 1e6;
         let mut y = None;
-        let tf = time(iters, || y = Some(normalize_train_act(xv.as_tensor(), w.as_tensor(), b.as_tensor(), true).unwrap().0));
+        let tf = time(iters, || y = Some(normalize_train_act(xv.as_tensor(), w.as_tensor(), b.as_tensor(), true, cifar_models::nn::Kernels::Fast).unwrap().0));
         let y = y.unwrap();
         let r = Tensor::randn(0f32, 1.0, y.dims(), &Device::Cpu)?;
         let loss = (&y * &r)?.sum_all()?;

@@ -1,23 +1,20 @@
-//! ReLU, alone or fused with the residual sum before it: on CPU (f32/f64) the custom ops of
-//! [`super::ops::relu`], elsewhere candle's.
+//! ReLU, alone or fused with the residual sum before it: with [`Kernels::fast_for`] the custom
+//! ops of [`super::ops::relu`], otherwise candle's.
 
+use super::kernels::Kernels;
 use super::ops::relu::{AddRelu, Relu};
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
-fn on_cpu(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
-
-pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if on_cpu(x) {
+pub fn relu(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if kernels.fast_for(x) {
         return x.contiguous()?.apply_op1(Relu);
     }
     x.relu()
 }
 
 /// `relu(a + b)`.
-pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if on_cpu(a) && a.dims() == b.dims() {
+pub fn add_relu(a: &Tensor, b: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if kernels.fast_for(a) && a.dims() == b.dims() {
         return a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu);
     }
     (a + b)?.relu()

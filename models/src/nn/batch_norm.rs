@@ -2,12 +2,13 @@
 //! normalise, unbiased variance into the running estimate, momentum 0.1), running statistics in
 //! evaluation.
 //!
-//! On CPU (f32/f64) training runs the fused op of [`super::ops::batch_norm`]; elsewhere
-//! candle's own ops.
+//! With [`Kernels::fast_for`] training runs the fused op of [`super::ops::batch_norm`];
+//! otherwise candle's own ops.
 
+use super::kernels::Kernels;
 use super::ops::batch_norm::BatchNormTrain;
 use crate::spec::{BN_EPS, BN_MOMENTUM};
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{Result, Tensor, Var};
 
 pub struct BatchNorm {
     pub weight: Var,
@@ -18,12 +19,12 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_t_act(x, train, false)
+    pub fn forward_t(&self, x: &Tensor, train: bool, kernels: Kernels) -> Result<Tensor> {
+        self.forward_t_act(x, train, false, kernels)
     }
 
-    /// The layer followed by a ReLU when `relu` (one fused pass on CPU).
-    pub fn forward_t_act(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+    /// The layer followed by a ReLU when `relu` (one fused pass on the fast path).
+    pub fn forward_t_act(&self, x: &Tensor, train: bool, relu: bool, kernels: Kernels) -> Result<Tensor> {
         let c = self.weight.dim(0)?;
         let as_nchw = |t: &Tensor| t.reshape((1, c, 1, 1));
         if !train {
@@ -32,7 +33,7 @@ impl BatchNorm {
             let y = x.broadcast_mul(&as_nchw(&scale)?)?.broadcast_add(&as_nchw(&shift)?)?;
             return if relu { y.relu() } else { Ok(y) };
         }
-        let (y, mean, var, count) = normalize_train_act(x, self.weight.as_tensor(), self.bias.as_tensor(), relu)?;
+        let (y, mean, var, count) = normalize_train_act(x, self.weight.as_tensor(), self.bias.as_tensor(), relu, kernels)?;
         self.update_running(&mean.detach(), &var.detach(), count)?;
         Ok(y)
     }
@@ -50,15 +51,15 @@ impl BatchNorm {
 /// The training-mode transform with batch statistics: returns the output, the per-channel
 /// batch mean and biased variance, and the number of values each statistic is taken over.
 ///
-/// On CPU the statistics come back as plain values (no gradient flows through them); callers
-/// only feed them to the running estimates.
-pub fn normalize_train(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<(Tensor, Tensor, Tensor, usize)> {
-    normalize_train_act(x, weight, bias, false)
+/// On the fast path the statistics come back as plain values (no gradient flows through
+/// them); callers only feed them to the running estimates.
+pub fn normalize_train(x: &Tensor, weight: &Tensor, bias: &Tensor, kernels: Kernels) -> Result<(Tensor, Tensor, Tensor, usize)> {
+    normalize_train_act(x, weight, bias, false, kernels)
 }
 
 /// [`normalize_train`] whose output goes through a ReLU when `relu`.
-pub fn normalize_train_act(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool) -> Result<(Tensor, Tensor, Tensor, usize)> {
-    if !(x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)) {
+pub fn normalize_train_act(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: bool, kernels: Kernels) -> Result<(Tensor, Tensor, Tensor, usize)> {
+    if !kernels.fast_for(x) {
         let (y, mean, var, count) = candle_normalize_train(x, weight, bias)?;
         return Ok((if relu { y.relu()? } else { y }, mean, var, count));
     }
@@ -72,8 +73,8 @@ pub fn normalize_train_act(x: &Tensor, weight: &Tensor, bias: &Tensor, relu: boo
     Ok((y, mean, var, s.count))
 }
 
-/// candle's own formulation: the path for other devices, and the reference the custom op is
-/// tested against.
+/// candle's own formulation: the portable path, and the reference the custom op is tested
+/// against.
 pub fn candle_normalize_train(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<(Tensor, Tensor, Tensor, usize)> {
     let (n, c, h, w) = x.dims4()?;
     let count = n * h * w;

@@ -1,18 +1,13 @@
-//! A conv feeding a batch norm (and its ReLU) in training, run as one op on CPU.
+//! A conv feeding a batch norm (and its ReLU) in training, run as one op on the fast path
+//! ([`super::Kernels::fast_for`]); elsewhere the interpreter runs the layers one by one.
 
 use super::batch_norm::BatchNorm;
 use super::ops::conv_bn::ConvBatchNorm;
 use crate::spec::{Conv, BN_EPS};
-use candle_core::{DType, Result, Tensor};
-
-/// Whether [`conv_batch_norm`] runs fused for `x` (CPU f32/f64); elsewhere the caller runs
-/// the two layers.
-pub fn fusable(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
+use candle_core::{Result, Tensor};
 
 /// `relu?(bn(conv(x)))` with batch statistics; updates the running statistics as
-/// [`BatchNorm::forward_t`] does.
+/// [`BatchNorm::forward_t`] does. Fast path only: the caller checks [`super::Kernels::fast_for`].
 pub fn conv_batch_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, conv: &Conv, bn: &BatchNorm, relu: bool) -> Result<Tensor> {
     let bias = match bias {
         Some(b) => b.clone(),

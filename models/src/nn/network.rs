@@ -2,8 +2,10 @@
 
 use super::batch_norm::BatchNorm;
 use super::dropout::{DropoutRng, DropoutState};
+use super::kernels::Kernels;
 use super::{activation, conv, conv_bn, init, linear, pool};
-use crate::spec::{Graph, Op, ParamKind};
+use crate::plan::{FusionPlan, Step};
+use crate::spec::{Graph, Node, Op, ParamKind};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::ModuleT;
 use std::collections::HashMap;
@@ -16,21 +18,16 @@ enum Layer {
 }
 
 /// A model built from its [`Graph`]: parameters named by path (`chunks.1.block1.conv1.weight`),
-/// train/eval behaviour through [`ModuleT::forward_t`].
+/// train/eval behaviour through [`ModuleT::forward_t`], run step by step along the graph's
+/// [`FusionPlan`].
 pub struct Network {
     graph: Graph,
+    plan: FusionPlan,
     layers: Vec<Layer>,
     /// Every stored tensor by name, in graph order, with its kind.
     tensors: Vec<(String, ParamKind, Var)>,
     readers: Vec<usize>,
-    /// Batch norms and residual sums whose only reader is a ReLU compute it themselves (one
-    /// pass and one autograd node less); that ReLU node then passes its input through.
-    fused_relu: Vec<bool>,
-    relu_done: Vec<bool>,
-    /// In training on CPU, a conv whose only reader is a batch norm passes its input on, and
-    /// that batch norm runs both layers as one op (`bn_conv[bn] = conv node`).
-    conv_deferred: Vec<bool>,
-    bn_conv: Vec<Option<usize>>,
+    kernels: Kernels,
     dropout: DropoutRng,
     device: Device,
     dtype: DType,
@@ -41,8 +38,15 @@ pub struct Network {
 
 impl Network {
     /// A network with PyTorch-default initial weights drawn from `seed`; dropout masks are
-    /// drawn from a stream derived from the same seed.
+    /// drawn from a stream derived from the same seed. It runs the fast CPU ops where they
+    /// apply ([`Kernels::Fast`]).
     pub fn new(graph: Graph, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        Self::with_kernels(graph, seed, dtype, device, Kernels::Fast)
+    }
+
+    /// [`Self::new`] with the choice of building-block implementations: [`Kernels::Portable`]
+    /// runs candle's generic ops (the CUDA path) on any device.
+    pub fn with_kernels(graph: Graph, seed: u64, dtype: DType, device: &Device, kernels: Kernels) -> Result<Self> {
         let mut values: HashMap<String, Var> = HashMap::new();
         let mut tensors = Vec::new();
         let specs = graph.named_params();
@@ -52,53 +56,16 @@ impl Network {
             values.insert(name.clone(), var.clone());
             tensors.push((name, p.spec.kind, var));
         }
-        let get = |node: &str, suffix: &str| values.get(&format!("{node}.{suffix}")).cloned();
-        let layers = graph
-            .nodes
-            .iter()
-            .map(|node| match node.op {
-                Op::Conv(_) | Op::Linear { .. } => Layer::Affine {
-                    weight: get(&node.name, "weight").expect("affine layers have weights"),
-                    bias: get(&node.name, "bias"),
-                },
-                Op::BatchNorm { .. } => Layer::BatchNorm(BatchNorm {
-                    weight: get(&node.name, "weight").expect("BN weight"),
-                    bias: get(&node.name, "bias").expect("BN bias"),
-                    running_mean: get(&node.name, "running_mean").expect("BN running mean"),
-                    running_var: get(&node.name, "running_var").expect("BN running var"),
-                }),
-                _ => Layer::None,
-            })
-            .collect();
+        let layers = graph.nodes.iter().map(|node| layer_of(node, &values)).collect();
         let readers = graph.reader_counts();
-        let mut fused_relu = vec![false; graph.nodes.len()];
-        let mut relu_done = vec![false; graph.nodes.len()];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if let (Op::Relu, [src]) = (&node.op, node.inputs.as_slice()) {
-                let fusable = match graph.nodes[*src].op {
-                    Op::BatchNorm { .. } => true,
-                    Op::Add => graph.nodes[*src].inputs.len() == 2,
-                    _ => false,
-                };
-                if fusable && readers[*src] == 1 {
-                    fused_relu[*src] = true;
-                    relu_done[i] = true;
-                }
-            }
-        }
-        let mut conv_deferred = vec![false; graph.nodes.len()];
-        let mut bn_conv = vec![None; graph.nodes.len()];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            if let (Op::BatchNorm { .. }, [src]) = (&node.op, node.inputs.as_slice()) {
-                if matches!(graph.nodes[*src].op, Op::Conv(_)) && readers[*src] == 1 {
-                    conv_deferred[*src] = true;
-                    bn_conv[i] = Some(*src);
-                }
-            }
-        }
+        let plan = FusionPlan::new(&graph);
         // A separate stream from the one that drew the weights.
         let dropout = DropoutRng::new(seed ^ 0xD50F_0A7C_0000_0001);
-        Ok(Self { graph, layers, tensors, readers, fused_relu, relu_done, conv_deferred, bn_conv, dropout, device: device.clone(), dtype, compute: dtype })
+        Ok(Self { graph, plan, layers, tensors, readers, kernels, dropout, device: device.clone(), dtype, compute: dtype })
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     pub fn graph(&self) -> &Graph {
@@ -192,6 +159,96 @@ impl Network {
     }
 }
 
+/// The tensors of `node`, looked up by path.
+fn layer_of(node: &Node, values: &HashMap<String, Var>) -> Layer {
+    let get = |suffix: &str| values.get(&format!("{}.{suffix}", node.name)).cloned();
+    match node.op {
+        Op::Conv(_) | Op::Linear { .. } => Layer::Affine { weight: get("weight").expect("affine layers have weights"), bias: get("bias") },
+        Op::BatchNorm { .. } => Layer::BatchNorm(BatchNorm {
+            weight: get("weight").expect("BN weight"),
+            bias: get("bias").expect("BN bias"),
+            running_mean: get("running_mean").expect("BN running mean"),
+            running_var: get("running_var").expect("BN running var"),
+        }),
+        _ => Layer::None,
+    }
+}
+
+impl Network {
+    /// One step of the plan on its inputs.
+    fn run_step(&self, step: &Step, inputs: &[Tensor], train: bool) -> Result<Tensor> {
+        let x = &inputs[0];
+        match *step {
+            Step::Node(i) => self.run_node(i, inputs, train),
+            Step::ConvBn { conv, bn, relu } if train && self.kernels.fast_for(x) => {
+                let (Op::Conv(c), Layer::Affine { weight, bias }) = (&self.graph.nodes[conv].op, &self.layers[conv]) else {
+                    candle_core::bail!("node {} is not a conv", self.graph.nodes[conv].name);
+                };
+                conv_bn::conv_batch_norm(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c, self.batch_norm(bn)?, relu.is_some())
+            }
+            Step::ConvBn { conv, bn, relu } => {
+                let z = self.run_node(conv, inputs, train)?;
+                self.run_batch_norm(bn, &z, train, relu.is_some())
+            }
+            Step::BnRelu { bn, .. } => self.run_batch_norm(bn, x, train, true),
+            Step::AddRelu { .. } => activation::add_relu(&inputs[0], &inputs[1], self.kernels),
+        }
+    }
+
+    fn batch_norm(&self, i: usize) -> Result<&BatchNorm> {
+        match &self.layers[i] {
+            Layer::BatchNorm(bn) => Ok(bn),
+            _ => candle_core::bail!("node {} is not a batch norm", self.graph.nodes[i].name),
+        }
+    }
+
+    /// A batch norm (then a ReLU when `relu`), in the master dtype under mixed precision as
+    /// autocast keeps it.
+    fn run_batch_norm(&self, i: usize, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        let bn = self.batch_norm(i)?;
+        if self.mixed() {
+            return self.compute(&bn.forward_t_act(&x.to_dtype(self.dtype)?, train, relu, self.kernels)?);
+        }
+        bn.forward_t_act(x, train, relu, self.kernels)
+    }
+
+    /// One node as the graph describes it.
+    fn run_node(&self, i: usize, inputs: &[Tensor], train: bool) -> Result<Tensor> {
+        let (node, x, k) = (&self.graph.nodes[i], &inputs[0], self.kernels);
+        let affine = |weight: &Var, bias: &Option<Var>| -> Result<(Tensor, Option<Tensor>)> {
+            Ok((self.compute(weight.as_tensor())?, bias.as_ref().map(|b| self.compute(b.as_tensor())).transpose()?))
+        };
+        Ok(match (&node.op, &self.layers[i]) {
+            (Op::Conv(c), Layer::Affine { weight, bias }) => {
+                let (w, b) = affine(weight, bias)?;
+                conv::conv2d(x, &w, b.as_ref(), c, k)?
+            }
+            (Op::Linear { .. }, Layer::Affine { weight, bias }) => {
+                let (w, b) = affine(weight, bias)?;
+                linear::linear(x, &w, b.as_ref())?
+            }
+            (Op::BatchNorm { .. }, _) => self.run_batch_norm(i, x, train, false)?,
+            (Op::Relu, _) => activation::relu(x, k)?,
+            (Op::MaxPool { kernel }, _) => pool::max_pool2d(x, *kernel, k)?,
+            (Op::AvgPool { kernel }, _) => pool::avg_pool2d(x, *kernel, k)?,
+            (Op::GlobalAvgPool, _) => pool::global_avg_pool(x)?,
+            (Op::Dropout2d { p }, _) if train => self.dropout.dropout2d(x, *p)?,
+            (Op::Dropout { p }, _) if train => self.dropout.dropout(x, *p)?,
+            (Op::Dropout2d { .. } | Op::Dropout { .. }, _) => x.clone(),
+            (Op::Flatten, _) => x.flatten_from(1)?,
+            (Op::Add, _) => {
+                let mut acc = x.clone();
+                for t in &inputs[1..] {
+                    acc = (acc + t)?;
+                }
+                acc
+            }
+            (Op::Concat, _) => Tensor::cat(inputs, 1)?,
+            (op, _) => candle_core::bail!("node {} ({op:?}) has no interpreter", node.name),
+        })
+    }
+}
+
 impl ModuleT for Network {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let want = self.graph.input_shape().dims();
@@ -201,61 +258,18 @@ impl ModuleT for Network {
         let mut values: Vec<Option<Tensor>> = vec![None; self.graph.nodes.len()];
         let mut pending = self.readers.clone();
         values[0] = Some(self.compute(x)?);
-        for (i, node) in self.graph.nodes.iter().enumerate().skip(1) {
-            let inputs: Vec<Tensor> = node
+        for step in &self.plan.steps {
+            let inputs: Vec<Tensor> = self.graph.nodes[step.first()]
                 .inputs
                 .iter()
                 .map(|&j| {
                     pending[j] -= 1;
                     // Release an intermediate as soon as its last reader has it.
                     if pending[j] == 0 { values[j].take() } else { values[j].clone() }
-                        .expect("graph nodes come in execution order")
+                        .expect("plan steps come in execution order")
                 })
                 .collect();
-            let x = &inputs[0];
-            let fuse_conv = train && conv_bn::fusable(x);
-            let y = match (&node.op, &self.layers[i]) {
-                (Op::Conv(_), _) if fuse_conv && self.conv_deferred[i] => x.clone(),
-                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) if fuse_conv && self.bn_conv[i].is_some() => {
-                    let ci = self.bn_conv[i].expect("checked");
-                    let (Op::Conv(c), Layer::Affine { weight, bias }) = (&self.graph.nodes[ci].op, &self.layers[ci]) else {
-                        candle_core::bail!("node {} is not a conv", self.graph.nodes[ci].name);
-                    };
-                    conv_bn::conv_batch_norm(x, weight.as_tensor(), bias.as_ref().map(Var::as_tensor), c, bn, self.fused_relu[i])?
-                }
-                (Op::Conv(c), Layer::Affine { weight, bias }) => {
-                    let bias = bias.as_ref().map(|b| self.compute(b.as_tensor())).transpose()?;
-                    conv::conv2d(x, &self.compute(weight.as_tensor())?, bias.as_ref(), c)?
-                }
-                (Op::Linear { .. }, Layer::Affine { weight, bias }) => {
-                    let bias = bias.as_ref().map(|b| self.compute(b.as_tensor())).transpose()?;
-                    linear::linear(x, &self.compute(weight.as_tensor())?, bias.as_ref())?
-                }
-                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) if self.mixed() => {
-                    self.compute(&bn.forward_t_act(&x.to_dtype(self.dtype)?, train, self.fused_relu[i])?)?
-                }
-                (Op::BatchNorm { .. }, Layer::BatchNorm(bn)) => bn.forward_t_act(x, train, self.fused_relu[i])?,
-                (Op::Relu, _) if self.relu_done[i] => x.clone(),
-                (Op::Relu, _) => activation::relu(x)?,
-                (Op::MaxPool { kernel }, _) => pool::max_pool2d(x, *kernel)?,
-                (Op::AvgPool { kernel }, _) => pool::avg_pool2d(x, *kernel)?,
-                (Op::GlobalAvgPool, _) => pool::global_avg_pool(x)?,
-                (Op::Dropout2d { p }, _) if train => self.dropout.dropout2d(x, *p)?,
-                (Op::Dropout { p }, _) if train => self.dropout.dropout(x, *p)?,
-                (Op::Dropout2d { .. } | Op::Dropout { .. }, _) => x.clone(),
-                (Op::Flatten, _) => x.flatten_from(1)?,
-                (Op::Add, _) if self.fused_relu[i] => activation::add_relu(&inputs[0], &inputs[1])?,
-                (Op::Add, _) => {
-                    let mut acc = x.clone();
-                    for t in &inputs[1..] {
-                        acc = (acc + t)?;
-                    }
-                    acc
-                }
-                (Op::Concat, _) => Tensor::cat(&inputs, 1)?,
-                (op, _) => candle_core::bail!("node {} ({op:?}) has no interpreter", node.name),
-            };
-            values[i] = Some(y);
+            values[step.output()] = Some(self.run_step(step, &inputs, train)?);
         }
         let logits = values[self.graph.output].take().expect("output computed");
         if self.mixed() { logits.to_dtype(self.dtype) } else { Ok(logits) }

@@ -1,11 +1,13 @@
-//! Pooling layers. On CPU they run the custom ops of [`super::ops::pool`], whose gradients are
-//! right; elsewhere a reshape + reduce formulation whose autograd is right too.
+//! Pooling layers. With [`Kernels::fast_for`] the custom ops of [`super::ops::pool`], whose
+//! gradients are right; otherwise a reshape + reduce formulation whose autograd is right too
+//! (candle's own max-pool gradient is not).
 
+use super::kernels::Kernels;
 use super::ops::pool::{Pool2d, PoolKind};
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
-fn pool(x: &Tensor, k: usize, kind: PoolKind) -> Result<Tensor> {
-    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+fn pool(x: &Tensor, k: usize, kind: PoolKind, kernels: Kernels) -> Result<Tensor> {
+    if kernels.fast_for(x) {
         return x.contiguous()?.apply_op1(Pool2d { kind, k });
     }
     let (n, c, h, w) = x.dims4()?;
@@ -18,12 +20,12 @@ fn pool(x: &Tensor, k: usize, kind: PoolKind) -> Result<Tensor> {
     }
 }
 
-pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    pool(x, k, PoolKind::Max)
+pub fn max_pool2d(x: &Tensor, k: usize, kernels: Kernels) -> Result<Tensor> {
+    pool(x, k, PoolKind::Max, kernels)
 }
 
-pub fn avg_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    pool(x, k, PoolKind::Avg)
+pub fn avg_pool2d(x: &Tensor, k: usize, kernels: Kernels) -> Result<Tensor> {
+    pool(x, k, PoolKind::Avg, kernels)
 }
 
 /// `AdaptiveAvgPool2d(1)` + flatten: NCHW → NC.

@@ -1,4 +1,4 @@
-//! `densenetlike()` of the seed (spec §4.4): DenseNet-BC with post-activation units
+//! `densenetlike()` of the seed (docs/models.md §4.4): DenseNet-BC with post-activation units
 //! (conv → BN → ReLU), dense blocks of 1×1 bottleneck + 3×3 growth layers, compressing
 //! transitions with 2×2 average pooling, a final dense block, no dropout.
 

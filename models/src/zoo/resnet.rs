@@ -1,4 +1,4 @@
-//! `resnetlike()` of the seed (spec §4.2): vanilla (two 3×3) chunks then bottleneck chunks;
+//! `resnetlike()` of the seed (docs/models.md §4.2): vanilla (two 3×3) chunks then bottleneck chunks;
 //! every block has a 1×1 projection shortcut, even when shapes match.
 
 use crate::spec::{Graph, GraphBuilder, GraphError, NodeId, Op};

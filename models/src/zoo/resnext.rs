@@ -1,4 +1,4 @@
-//! `resnextlike()` of the seed (spec §4.3): chunks of two ResNeXt blocks (grouped 3×3 with a
+//! `resnextlike()` of the seed (docs/models.md §4.3): chunks of two ResNeXt blocks (grouped 3×3 with a
 //! fixed 256-channel bottleneck) plus a chunk-level 1×1 strided shortcut without BN or ReLU.
 
 use crate::spec::{Graph, GraphBuilder, GraphError, NodeId, Op};

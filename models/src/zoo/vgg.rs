@@ -1,4 +1,4 @@
-//! `vgglike()` of the seed (spec §4.1): a 5×5 stem, then blocks of 3×3 convs each followed by
+//! `vgglike()` of the seed (docs/models.md §4.1): a 5×5 stem, then blocks of 3×3 convs each followed by
 //! BN and ReLU, Dropout2d only after the non-final convs of a block, max pool, two linears.
 
 use crate::spec::{Graph, GraphError, Op};

@@ -1,5 +1,7 @@
-//! The HTTP load driver: `concurrency` clients, each sending one PNG after another to a running
-//! server's `/v1/models/{name}/classify` for `duration`, then throughput and latency.
+//! The HTTP load driver, against a running server's `/v1/models/{name}/classify`, in two runs
+//! of `duration` each: one keep-alive client sending one image after another (the batch-1
+//! latency over HTTP), then `concurrency` such clients at once (throughput, and latency under
+//! load).
 //!
 //! Loopback only, and bounded in clients and time: this is a measuring tool, not a way to
 //! flood someone else's server.
@@ -31,6 +33,8 @@ pub enum HttpLoadError {
     NotServe { url: String, reason: String },
     #[error("cannot start a client thread: {0}")]
     Thread(std::io::Error),
+    #[error("--image {path}: {reason}; give an image file (PNG, JPEG, BMP, GIF or WebP)")]
+    Image { path: String, reason: String },
 }
 
 /// A base URL (`http://host:port`) whose host is this machine, checked when parsed.
@@ -75,13 +79,53 @@ impl std::fmt::Display for LoopbackUrl {
 #[derive(Clone, Debug)]
 pub struct LoadPlan {
     pub url: LoopbackUrl,
-    /// Clients, each with one request in flight (capped at [`MAX_CONCURRENCY`]).
+    /// Clients of the throughput run, each with one request in flight (capped at
+    /// [`MAX_CONCURRENCY`]).
     pub concurrency: usize,
-    /// Per model (capped at [`MAX_DURATION`]).
+    /// Of each run, per model (capped at [`MAX_DURATION`]).
     pub duration: Duration,
+    /// The image every request carries.
+    pub payload: Payload,
 }
 
-/// What the clients saw for one model. Every request carries one image.
+/// The image the clients send: a file, or [`sample_png`].
+#[derive(Clone, Debug)]
+pub struct Payload {
+    /// Where it came from, for the report: the file's path, or a description.
+    pub source: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Payload {
+    pub fn sample() -> Self {
+        Self { source: format!("generated {PICTURE_SIDE}×{PICTURE_SIDE} PNG"), bytes: sample_png() }
+    }
+
+    /// Any image file the server decodes (it recognises the format from the content).
+    pub fn file(path: &std::path::Path) -> Result<Self, HttpLoadError> {
+        let bytes = std::fs::read(path).map_err(|e| HttpLoadError::Image { path: path.display().to_string(), reason: e.to_string() })?;
+        if bytes.is_empty() {
+            return Err(HttpLoadError::Image { path: path.display().to_string(), reason: "the file is empty".into() });
+        }
+        Ok(Self { source: path.display().to_string(), bytes })
+    }
+}
+
+/// One keep-alive client, one request at a time: the HTTP counterpart of batch-1 latency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SingleClient {
+    /// Wall time from the first request to the last answer.
+    pub duration_s: f64,
+    pub requests: u64,
+    /// Answers with status 200.
+    pub ok: u64,
+    pub errors: u64,
+    /// Latency of the successful requests; null when none succeeded.
+    pub latency: Option<Percentiles>,
+}
+
+/// What the clients saw for one model. Every request carries one image. The top-level figures
+/// are the `concurrency` run's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HttpLoad {
     /// The endpoint driven.
@@ -100,6 +144,24 @@ pub struct HttpLoad {
     pub images_per_s: f64,
     /// Client-side latency of the successful requests; null when none succeeded.
     pub latency: Option<Percentiles>,
+    /// The run with one keep-alive client, before the concurrent one.
+    pub single_client: SingleClient,
+    /// `single_client` p50 minus the in-process batch-1 p50 of the same file: what HTTP,
+    /// decoding and batching add to one image. Null without both figures.
+    pub overhead_b1_ms: Option<f64>,
+    /// `images_per_s` over the best in-process images/s of any batch size: the share of the
+    /// runtime's own throughput that reaches clients. Null without both figures.
+    pub throughput_ratio: Option<f64>,
+}
+
+impl HttpLoad {
+    /// Sets the two comparisons with the in-process figures of the same file:
+    /// `batch1_p50_ms` (None when batch size 1 was not timed) and the best images/s.
+    pub fn compare_with(&mut self, batch1_p50_ms: Option<f64>, best_images_per_s: Option<f64>) {
+        let single_p50 = self.single_client.latency.map(|l| l.p50_ms);
+        self.overhead_b1_ms = single_p50.zip(batch1_p50_ms).map(|(http, ort)| http - ort);
+        self.throughput_ratio = best_images_per_s.filter(|&b| b > 0.0).map(|best| self.images_per_s / best);
+    }
 }
 
 fn agent(concurrency: usize) -> ureq::Agent {
@@ -135,19 +197,63 @@ struct Tally {
     statuses: BTreeMap<String, u64>,
 }
 
-/// Drives `/v1/models/{model}/classify` with `plan.concurrency` clients for `plan.duration`.
+/// Drives `/v1/models/{model}/classify`: one client for `plan.duration`, then
+/// `plan.concurrency` clients for as long. The comparisons with in-process figures are left
+/// null for the caller ([`HttpLoad::compare_with`]).
 pub fn drive(plan: &LoadPlan, model: &str) -> Result<HttpLoad, HttpLoadError> {
     let concurrency = plan.concurrency.clamp(1, MAX_CONCURRENCY);
-    let duration = plan.duration.min(MAX_DURATION);
     let endpoint = format!("{}/v1/models/{model}/classify", plan.url);
-    let body = sample_png();
+    let single = clients(plan, &endpoint, 1)?;
+    let many = clients(plan, &endpoint, concurrency)?;
+    let ok = many.ok();
+    Ok(HttpLoad {
+        endpoint,
+        concurrency,
+        duration_s: many.elapsed_s,
+        requests: many.requests(),
+        ok,
+        errors: many.requests() - ok,
+        images_per_s: ok as f64 / many.elapsed_s.max(1e-9),
+        latency: Percentiles::of_seconds(&many.tally.samples),
+        statuses: many.tally.statuses,
+        single_client: SingleClient {
+            duration_s: single.elapsed_s,
+            requests: single.requests(),
+            ok: single.ok(),
+            errors: single.requests() - single.ok(),
+            latency: Percentiles::of_seconds(&single.tally.samples),
+        },
+        overhead_b1_ms: None,
+        throughput_ratio: None,
+    })
+}
+
+/// What one run of clients saw.
+struct Run {
+    tally: Tally,
+    elapsed_s: f64,
+}
+
+impl Run {
+    fn requests(&self) -> u64 {
+        self.tally.statuses.values().sum()
+    }
+
+    fn ok(&self) -> u64 {
+        self.tally.statuses.get("200").copied().unwrap_or(0)
+    }
+}
+
+/// `concurrency` clients, each with its own kept-alive connection, for `plan.duration`.
+fn clients(plan: &LoadPlan, endpoint: &str, concurrency: usize) -> Result<Run, HttpLoadError> {
+    let duration = plan.duration.min(MAX_DURATION);
     let agent = agent(concurrency);
     let tally = Mutex::new(Tally::default());
     let started = Instant::now();
     let deadline = started + duration;
     std::thread::scope(|scope| -> Result<(), HttpLoadError> {
         for i in 0..concurrency {
-            let (agent, endpoint, body, tally) = (&agent, &endpoint, &body, &tally);
+            let (agent, body, tally) = (&agent, &plan.payload.bytes, &tally);
             std::thread::Builder::new()
                 .name(format!("load-{i}"))
                 .spawn_scoped(scope, move || client(agent, endpoint, body, deadline, tally))
@@ -155,28 +261,15 @@ pub fn drive(plan: &LoadPlan, model: &str) -> Result<HttpLoad, HttpLoadError> {
         }
         Ok(())
     })?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let tally = tally.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let requests: u64 = tally.statuses.values().sum();
-    let ok = tally.statuses.get("200").copied().unwrap_or(0);
-    Ok(HttpLoad {
-        endpoint,
-        concurrency,
-        duration_s: elapsed,
-        requests,
-        ok,
-        errors: requests - ok,
-        statuses: tally.statuses,
-        images_per_s: ok as f64 / elapsed.max(1e-9),
-        latency: Percentiles::of_seconds(&tally.samples),
-    })
+    let elapsed_s = started.elapsed().as_secs_f64();
+    Ok(Run { tally: tally.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner), elapsed_s })
 }
 
 fn client(agent: &ureq::Agent, endpoint: &str, body: &[u8], deadline: Instant, tally: &Mutex<Tally>) {
     let mut local = Tally::default();
     while Instant::now() < deadline {
         let t = Instant::now();
-        let result = agent.post(endpoint).header("Content-Type", "image/png").send(body).and_then(|mut resp| {
+        let result = agent.post(endpoint).header("Content-Type", "application/octet-stream").send(body).and_then(|mut resp| {
             // The answer counts once it has fully arrived.
             resp.body_mut().read_to_vec()?;
             Ok(resp.status().as_u16())
@@ -246,13 +339,56 @@ mod tests {
     }
 
     #[test]
+    fn comparisons_with_the_runtime_are_differences_and_ratios() {
+        let latency = Percentiles::of_seconds(&[0.0008]);
+        let single = SingleClient { duration_s: 1.0, requests: 1, ok: 1, errors: 0, latency };
+        let mut r = HttpLoad {
+            endpoint: "e".into(),
+            concurrency: 64,
+            duration_s: 1.0,
+            requests: 900,
+            ok: 900,
+            errors: 0,
+            statuses: BTreeMap::from([("200".to_string(), 900)]),
+            images_per_s: 900.0,
+            latency,
+            single_client: single,
+            overhead_b1_ms: None,
+            throughput_ratio: None,
+        };
+        r.compare_with(Some(0.5), Some(1000.0));
+        assert!((r.overhead_b1_ms.unwrap() - 0.3).abs() < 1e-9 && (r.throughput_ratio.unwrap() - 0.9).abs() < 1e-9, "{r:?}");
+        r.compare_with(None, None);
+        assert_eq!((r.overhead_b1_ms, r.throughput_ratio), (None, None));
+    }
+
+    #[test]
+    fn an_image_file_is_the_payload() {
+        let dir = std::env::temp_dir().join(format!("payload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.png");
+        std::fs::write(&path, sample_png()).unwrap();
+        let p = Payload::file(&path).unwrap();
+        assert_eq!((p.source.as_str(), p.bytes), (path.to_str().unwrap(), sample_png()));
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(Payload::file(&path), Err(HttpLoadError::Image { .. })));
+        assert!(Payload::file(&dir.join("missing.png")).unwrap_err().to_string().contains("missing.png"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_closed_port_is_counted_not_fatal() {
         // Bind then drop: the port is (almost certainly) closed afterwards.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let plan = LoadPlan { url: format!("http://127.0.0.1:{port}").parse().unwrap(), concurrency: 2, duration: Duration::from_millis(100) };
-        let r = drive(&plan, "m").unwrap();
+        let url = format!("http://127.0.0.1:{port}").parse().unwrap();
+        let plan = LoadPlan { url, concurrency: 2, duration: Duration::from_millis(100), payload: Payload::sample() };
+        let mut r = drive(&plan, "m").unwrap();
         assert_eq!(r.ok, 0);
         assert!(r.requests > 0 && r.errors == r.requests && r.latency.is_none(), "{r:?}");
+        let single = &r.single_client;
+        assert!(single.requests > 0 && single.errors == single.requests && single.latency.is_none(), "{single:?}");
+        r.compare_with(Some(0.5), Some(1000.0));
+        assert_eq!((r.overhead_b1_ms, r.throughput_ratio), (None, Some(0.0)), "no single-client latency to compare");
         assert!(served_models(&plan.url).is_err());
     }
 }

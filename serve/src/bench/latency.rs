@@ -10,7 +10,6 @@
 use super::stats::Percentiles;
 use crate::backend::BackendError;
 use crate::batcher::SharedBackend;
-use crate::IMAGE_LEN;
 use serde::{Deserialize, Serialize};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
@@ -84,13 +83,7 @@ fn pause(plan: &LatencyPlan) {
 /// `n` images of normalised-looking values (about ±2.5), deterministic: constant inputs could
 /// take shortcuts (denormals, zero skipping) that real images do not.
 pub fn inputs(n: usize) -> Vec<f32> {
-    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..n * IMAGE_LEN)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 5.0 - 2.5
-        })
-        .collect()
+    cifar_models::testdata::images(n, 0)
 }
 
 #[cfg(test)]
@@ -104,7 +97,7 @@ mod tests {
 
     impl Backend for Sleepy {
         fn run(&mut self, input: &[f32], n: usize) -> Result<Vec<f32>, BackendError> {
-            assert_eq!(input.len(), n * IMAGE_LEN);
+            assert_eq!(input.len(), n * crate::IMAGE_LEN);
             std::thread::sleep(self.0 * n as u32);
             Ok(vec![0.0; n * 10])
         }

@@ -54,13 +54,11 @@ pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
         let latency = latency::measure(&shared, &opts.latency).map_err(|source| BenchError::Run { name: name.clone(), source })?;
         let pct = |v: Option<f64>| v.map(|v| v * 100.0);
         models.push(ModelReport {
-            seed: SeedPublished::for_architecture(&meta.model, meta.params, meta.seed_gmacs_batch128),
+            seed: SeedPublished::for_architecture(&meta.model, &meta.facts),
             file: file_name(&file),
             architecture: meta.model,
             name,
-            params: meta.params,
-            macs_per_image: meta.macs_per_image,
-            gmacs_batch128: meta.seed_gmacs_batch128,
+            facts: meta.facts,
             val_acc_pct: pct(meta.val_acc),
             test_acc_pct: pct(meta.test_acc),
             latency,
@@ -71,7 +69,11 @@ pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
     if let (Some(plan), Some(served)) = (&opts.http, &served) {
         for m in models.iter_mut().filter(|m| served.contains(&m.name)) {
             tracing::info!("{}: {} clients over HTTP for {:.1} s", m.name, plan.concurrency, plan.duration.as_secs_f64());
-            m.http = Some(http_load::drive(plan, &m.name)?);
+            let mut load = http_load::drive(plan, &m.name)?;
+            let batch1_p50 = m.latency.iter().find(|b| b.batch_size == 1).map(|b| b.latency.p50_ms);
+            let best = m.latency.iter().map(|b| b.images_per_s).reduce(f64::max);
+            load.compare_with(batch1_p50, best);
+            m.http = Some(load);
         }
     }
     let mut report = Report {
@@ -87,6 +89,7 @@ pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
                 url: p.url.to_string(),
                 concurrency: p.concurrency.clamp(1, http_load::MAX_CONCURRENCY),
                 duration_s: p.duration.min(http_load::MAX_DURATION).as_secs_f64(),
+                image: p.payload.source.clone(),
             }),
         },
         machine: Machine::detect(device, ort.threads),

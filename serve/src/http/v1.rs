@@ -5,9 +5,11 @@ use super::errors::ApiError;
 use super::{resource, AppState};
 use crate::batcher::SubmitError;
 use crate::predict::{top_k, Prediction};
-use crate::preprocess::preprocess;
+use crate::preprocess::{header_pixels, preprocess_into, Normalisation};
 use crate::registry::ServedModel;
-use crate::IMAGE_SHAPE;
+use crate::{IMAGE_LEN, IMAGE_SHAPE};
+use cifar_models::metadata::ModelFacts;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -86,19 +88,42 @@ async fn classify(
     if depth + files.len() > capacity {
         return Err(SubmitError::QueueFull { depth, capacity }.into());
     }
-    let norm = model.norm;
     let count = files.len();
-    // Decoding is CPU work of unbounded duration: keep it off the HTTP worker threads.
-    let inputs = web::block(move || {
-        files.iter().enumerate().map(|(i, f)| preprocess(f, &norm).map_err(|e| ApiError::image(i, count, e))).collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("image decoding worker: {e}")))??;
+    let inputs = decode_all(files, model.norm).await?;
     let logits = batcher.submit(inputs)?.wait().await?;
     state.metrics.images.with_label_values(&[&model.name]).inc_by(count as u64);
     let results = logits.iter().map(|l| ImageResult { predictions: top_k(l, model.classes(), k) }).collect();
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(HttpResponse::Ok().json(ClassifyResponse { model: &model.name, latency_ms, results }))
+}
+
+/// Images up to this many pixels in all (well under a millisecond of decoding) are decoded on
+/// the HTTP worker itself, sparing the two thread hand-offs of the blocking pool on the path
+/// of every small request.
+const INLINE_DECODE_PIXELS: u64 = 128 * 128;
+
+/// The request's images as one contiguous input (what its batch job holds). Larger images go
+/// to the blocking pool: decoding them is CPU work of unbounded duration that would stall
+/// every connection of the worker.
+async fn decode_all(files: Vec<Bytes>, norm: Normalisation) -> Result<Vec<f32>, ApiError> {
+    let count = files.len();
+    let inline = files_pixels(&files).is_some_and(|p| p <= INLINE_DECODE_PIXELS);
+    let decode = move || {
+        let mut input = vec![0f32; count * IMAGE_LEN];
+        for (i, (file, out)) in files.iter().zip(input.chunks_exact_mut(IMAGE_LEN)).enumerate() {
+            preprocess_into(file, &norm, out).map_err(|e| ApiError::image(i, count, e))?;
+        }
+        Ok(input)
+    };
+    if inline {
+        return decode();
+    }
+    web::block(decode).await.map_err(|e| ApiError::Internal(format!("image decoding worker: {e}")))?
+}
+
+/// Pixels all images claim in their headers; `None` when a header cannot be read.
+fn files_pixels(files: &[Bytes]) -> Option<u64> {
+    files.iter().try_fold(0u64, |sum, f| Some(sum.saturating_add(header_pixels(f)?)))
 }
 
 /// What `GET /v1/models[/{name}]` says about a model.
@@ -109,9 +134,8 @@ pub struct ModelInfo<'a> {
     pub architecture: &'a str,
     pub file: String,
     pub default: bool,
-    pub params: u64,
-    pub macs_per_image: u64,
-    pub seed_gmacs_batch128: f64,
+    #[serde(flatten)]
+    pub facts: ModelFacts,
     pub val_acc: Option<f64>,
     pub test_acc: Option<f64>,
     pub epochs: Option<u64>,
@@ -140,9 +164,7 @@ impl<'a> ModelInfo<'a> {
             architecture: &m.model,
             file: model.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
             default,
-            params: m.params,
-            macs_per_image: m.macs_per_image,
-            seed_gmacs_batch128: m.seed_gmacs_batch128,
+            facts: m.facts,
             val_acc: m.val_acc,
             test_acc: m.test_acc,
             epochs: m.epochs,

@@ -127,8 +127,7 @@ async fn infer(
         serde_json::from_slice(head).map_err(|e| ApiError::BadRequest(format!("the inference request is not valid V2 JSON: {e}")))?;
     let binary_output = wants_binary_output(&request)?;
     let (data, n) = input_tensor(&request, binary)?;
-    let images: Vec<Vec<f32>> = data.chunks_exact(IMAGE_LEN).map(<[f32]>::to_vec).collect();
-    let logits: Vec<f32> = model.batcher().submit(images)?.wait().await?.concat();
+    let logits: Vec<f32> = model.batcher().submit(data)?.wait().await?.concat();
     state.metrics.images.with_label_values(&[&model.name]).inc_by(n as u64);
     Ok(respond(&model, request.id, n, logits, binary_output))
 }

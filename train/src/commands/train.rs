@@ -1,18 +1,17 @@
-//! `train --model NAME`: a training run with the seed recipe as defaults.
+//! `train --model NAME`: a training run with the seed recipe, overridden by the flags given.
 
-use crate::cli::{DataPlacement, Precision, TrainArgs};
+use crate::cli::{DataPlacement, KernelChoice, Precision, TrainArgs};
+use cifar_models::nn::Kernels;
 use anyhow::{bail, Result};
 use cifar_train::fit::{self, TrainOptions};
 use cifar_train::recipe::Recipe;
+use cifar_train::run_folder::run_dir;
 
 pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
     cifar_models::info(model)?;
-    if args.epochs == 0 || args.batch_size == 0 {
-        bail!("--epochs and --batch-size must be at least 1");
-    }
-    if !(args.lr > 0.0 && args.lr.is_finite()) {
-        bail!("--lr must be a positive number");
-    }
+    let mut recipe = Recipe::seed(model);
+    args.recipe.apply(&mut recipe);
+    recipe.check()?;
     if let Some(n) = args.threads {
         if n == 0 {
             bail!("--threads must be at least 1");
@@ -28,16 +27,6 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
     if args.precision == Precision::Bf16 && device.is_cpu() {
         bail!("--precision bf16 needs --device cuda: candle's CPU backend has no bf16 matrix multiply (use f32 on CPU)");
     }
-    let mut recipe = Recipe::seed(model);
-    recipe.epochs = args.epochs;
-    recipe.batch_size = args.batch_size;
-    recipe.lr = args.lr;
-    recipe.weight_decay = args.weight_decay;
-    recipe.milestones = args.milestones.clone().unwrap_or_else(|| Recipe::scaled_milestones(args.epochs));
-    recipe.gamma = args.gamma;
-    recipe.seed = args.seed;
-    recipe.limit_train = args.limit_train;
-    recipe.limit_eval = args.limit_eval;
     let summary = fit::train(TrainOptions {
         recipe,
         data_dir: args.data_dir.clone(),
@@ -49,13 +38,16 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
         ort_lib: args.ort_lib.clone(),
         quiet: args.quiet,
         bf16: args.precision == Precision::Bf16,
+        kernels: match args.kernels {
+            KernelChoice::Fast => Kernels::Fast,
+            KernelChoice::Portable => Kernels::Portable,
+        },
         data_on_device: match args.data_placement {
             DataPlacement::Auto => !device.is_cpu(),
             DataPlacement::Host => false,
             DataPlacement::Device => true,
         },
     })?;
-    let dir = fit::run_dir(&args.out, model);
     println!(
         "{model}: best val acc {:.4} (epoch {}), test acc {:.4} on {} images; {:.0} img/s; run folder {}",
         summary.best_val_acc.unwrap_or(f64::NAN),
@@ -63,7 +55,7 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
         summary.test_acc,
         summary.test_images,
         summary.mean_train_img_s,
-        dir.display()
+        run_dir(&args.out, model).display()
     );
     Ok(())
 }

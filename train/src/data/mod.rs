@@ -48,7 +48,8 @@ pub enum DataError {
     )]
     MissingFile { source_name: String, file: String },
 
-    #[error("cannot read {}: {source}", path.display())]
+    /// The cause is the source (printed after the message by `{:#}`), not repeated in it.
+    #[error("cannot read {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 
     #[error(

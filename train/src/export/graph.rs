@@ -1,7 +1,6 @@
 //! The layer graph as an ONNX `ModelProto` (opset 17).
 
 use super::fold::fold_batch_norm;
-use anyhow::{bail, Context, Result};
 use candle_onnx::onnx::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim,
     tensor_shape_proto::Dimension, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
@@ -9,13 +8,13 @@ use candle_onnx::onnx::{
 };
 use cifar_models::metadata::ModelMetadata;
 use cifar_models::nn::Network;
-use cifar_models::spec::{Graph, NodeId, Op};
+use cifar_models::spec::{Graph, NodeId, Op, BN_EPS};
+use cifar_models::{FusionPlan, Step};
 
 pub const OPSET: i64 = 17;
 /// ONNX IR version 8 is the one that goes with opset 17 (ONNX 1.12).
 pub const IR_VERSION: i64 = 8;
-pub const INPUT: &str = "input";
-pub const OUTPUT: &str = "logits";
+pub use cifar_models::metadata::{INPUT_NAME as INPUT, OUTPUT_NAME as OUTPUT};
 /// Name of the symbolic batch dimension.
 const BATCH: &str = "batch";
 
@@ -69,149 +68,211 @@ fn batched(dims: &[usize]) -> Vec<Dim> {
     std::iter::once(Dim::DimParam(BATCH.into())).chain(dims.iter().map(|&d| Dim::DimValue(d as i64))).collect()
 }
 
-/// Convs whose only reader is a BatchNorm: the pair becomes one folded Conv.
-fn fold_pairs(graph: &Graph) -> Vec<Option<NodeId>> {
-    let readers = graph.reader_counts();
-    let mut folded_into = vec![None; graph.nodes.len()];
-    for (i, n) in graph.nodes.iter().enumerate() {
-        if let (Op::BatchNorm { .. }, [src]) = (n.op, n.inputs.as_slice()) {
-            if matches!(graph.nodes[*src].op, Op::Conv(_)) && readers[*src] == 1 {
-                folded_into[*src] = Some(i);
-            }
-        }
-    }
-    folded_into
+/// Why a network cannot be written as an ONNX graph.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("the model has no tensor {0}")]
+    MissingTensor(String),
+    #[error("reading tensor {name}")]
+    Tensor { name: String, source: candle_core::Error },
+    /// The graph itself does not fit the exporter (a bug in a constructor or in the plan).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+type Result<T> = std::result::Result<T, GraphError>;
+
+fn unsupported<T>(what: impl Into<String>) -> Result<T> {
+    Err(GraphError::Unsupported(what.into()))
 }
 
 fn values(net: &Network, name: &str) -> Result<Vec<f32>> {
-    let t = net.tensor(name).with_context(|| format!("model has no tensor {name}"))?;
-    Ok(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    let t = net.tensor(name).ok_or_else(|| GraphError::MissingTensor(name.to_string()))?;
+    let read = || t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>();
+    read().map_err(|source| GraphError::Tensor { name: name.to_string(), source })
 }
 
-/// Builds the evaluation-mode ONNX model of `net` with `meta` in `metadata_props`.
-pub fn to_model_proto(net: &Network, meta: &ModelMetadata) -> Result<ModelProto> {
-    let graph = net.graph();
-    let folded_into = fold_pairs(graph);
-    // The ONNX value holding each node's output; aliases for the nodes that vanish.
-    let mut value: Vec<String> = Vec::with_capacity(graph.nodes.len());
-    let mut nodes = Vec::new();
-    let mut inits = Vec::new();
-    let out_name = |id: NodeId, name: &str| if id == graph.output { OUTPUT.to_string() } else { name.to_string() };
+/// The ONNX graph under construction: nodes, initializers, and the ONNX value that holds each
+/// graph node's output.
+struct Builder<'a> {
+    net: &'a Network,
+    graph: &'a Graph,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    value: Vec<Option<String>>,
+}
 
-    for (id, n) in graph.nodes.iter().enumerate() {
-        let inputs: Vec<&str> = n.inputs.iter().map(|&i| value[i].as_str()).collect();
-        let output = out_name(id, &n.name);
-        let produced = match n.op {
-            Op::Input => INPUT.to_string(),
-            Op::Conv(c) => {
-                let (wname, bname) = (format!("{}.weight", n.name), format!("{}.bias", n.name));
-                let w = values(net, &wname)?;
-                let b = if c.bias { Some(values(net, &bname)?) } else { None };
-                // Folded: the conv takes over the BatchNorm's output name.
-                let (w, b, output) = match folded_into[id] {
-                    Some(bn) => {
-                        let bn_name = &graph.nodes[bn].name;
-                        let p = |s: &str| values(net, &format!("{bn_name}.{s}"));
-                        let f = fold_batch_norm(&w, b.as_deref(), &p("weight")?, &p("bias")?, &p("running_mean")?, &p("running_var")?);
-                        (f.weight, Some(f.bias), out_name(bn, bn_name))
-                    }
-                    None => (w, b, output),
-                };
-                inits.push(initializer(&wname, &c.weight_dims(), &w));
-                let mut ins = vec![inputs[0], wname.as_str()];
-                if let Some(b) = &b {
-                    inits.push(initializer(&bname, &[c.out_channels], b));
-                    ins.push(bname.as_str());
-                }
-                let k = c.kernel as i64;
-                let (s, p) = (c.stride as i64, c.padding as i64);
-                let attrs = vec![
-                    attr_ints("kernel_shape", &[k, k]),
-                    attr_ints("strides", &[s, s]),
-                    attr_ints("pads", &[p, p, p, p]),
-                    attr_ints("dilations", &[1, 1]),
-                    attr_int("group", c.groups as i64),
-                ];
-                nodes.push(node("Conv", &n.name, &ins, &output, attrs));
-                output
+impl<'a> Builder<'a> {
+    fn new(net: &'a Network) -> Self {
+        let graph = net.graph();
+        let mut value = vec![None; graph.nodes.len()];
+        value[0] = Some(INPUT.to_string());
+        Self { net, graph, nodes: Vec::new(), inits: Vec::new(), value }
+    }
+
+    /// The ONNX name of node `id`'s output (the graph's output is always `logits`).
+    fn out_name(&self, id: NodeId) -> String {
+        if id == self.graph.output { OUTPUT.to_string() } else { self.graph.nodes[id].name.clone() }
+    }
+
+    fn input_names(&self, id: NodeId) -> Result<Vec<String>> {
+        self.graph.nodes[id]
+            .inputs
+            .iter()
+            .map(|&i| self.value[i].clone().ok_or_else(|| GraphError::Unsupported(format!("node {id} reads node {i} before it is exported"))))
+            .collect()
+    }
+
+    /// Emits an ONNX node for graph node `id` and records its output.
+    fn emit(&mut self, id: NodeId, op: &str, inputs: &[String], attrs: Vec<AttributeProto>) {
+        let output = self.out_name(id);
+        let ins: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        self.nodes.push(node(op, &self.graph.nodes[id].name, &ins, &output, attrs));
+        self.value[id] = Some(output);
+    }
+
+    /// A float initializer named `name` with `dims`; returns its name.
+    fn init(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
+        self.inits.push(initializer(name, dims, data));
+        name.to_string()
+    }
+
+    fn step(&mut self, step: &Step) -> Result<()> {
+        match *step {
+            Step::Node(id) => self.plain(id),
+            Step::ConvBn { conv, bn, relu } => {
+                self.conv(conv, Some(bn))?;
+                relu.map_or(Ok(()), |r| self.relu(r, bn))
             }
-            Op::BatchNorm { .. } if n.inputs.len() == 1 && folded_into[n.inputs[0]] == Some(id) => value[n.inputs[0]].clone(),
-            Op::BatchNorm { channels } => {
-                let names: Vec<String> =
-                    ["weight", "bias", "running_mean", "running_var"].iter().map(|s| format!("{}.{s}", n.name)).collect();
-                for name in &names {
-                    inits.push(initializer(name, &[channels], &values(net, name)?));
-                }
-                let mut ins = vec![inputs[0]];
-                ins.extend(names.iter().map(String::as_str));
-                let eps = AttributeProto {
-                    name: "epsilon".into(),
-                    r#type: AttributeType::Float as i32,
-                    f: cifar_models::spec::BN_EPS as f32,
-                    ..Default::default()
-                };
-                nodes.push(node("BatchNormalization", &n.name, &ins, &output, vec![eps]));
-                output
+            Step::BnRelu { bn, relu } => {
+                self.batch_norm(bn)?;
+                self.relu(relu, bn)
             }
-            Op::Relu => {
-                nodes.push(node("Relu", &n.name, &inputs, &output, vec![]));
-                output
+            Step::AddRelu { add, relu } => {
+                self.plain(add)?;
+                self.relu(relu, add)
             }
+        }
+    }
+
+    fn relu(&mut self, id: NodeId, src: NodeId) -> Result<()> {
+        let Some(input) = self.value[src].clone() else { return unsupported("ReLU input not exported") };
+        self.emit(id, "Relu", &[input], vec![]);
+        Ok(())
+    }
+
+    /// A conv; with `fold`, the batch norm it alone feeds folded into its weights (the conv
+    /// then produces the batch norm's output).
+    fn conv(&mut self, id: NodeId, fold: Option<NodeId>) -> Result<()> {
+        let Op::Conv(c) = self.graph.nodes[id].op else { return unsupported(format!("node {id} is not a conv")) };
+        let name = self.graph.nodes[id].name.clone();
+        let w = values(self.net, &format!("{name}.weight"))?;
+        let b = if c.bias { Some(values(self.net, &format!("{name}.bias"))?) } else { None };
+        let (w, b) = match fold {
+            Some(bn) => {
+                let bn_name = &self.graph.nodes[bn].name;
+                let p = |s: &str| values(self.net, &format!("{bn_name}.{s}"));
+                let f = fold_batch_norm(&w, b.as_deref(), &p("weight")?, &p("bias")?, &p("running_mean")?, &p("running_var")?);
+                (f.weight, Some(f.bias))
+            }
+            None => (w, b),
+        };
+        let mut ins = self.input_names(id)?;
+        ins.push(self.init(&format!("{name}.weight"), &c.weight_dims(), &w));
+        if let Some(b) = &b {
+            ins.push(self.init(&format!("{name}.bias"), &[c.out_channels], b));
+        }
+        let (k, s, p) = (c.kernel as i64, c.stride as i64, c.padding as i64);
+        let attrs = vec![
+            attr_ints("kernel_shape", &[k, k]),
+            attr_ints("strides", &[s, s]),
+            attr_ints("pads", &[p, p, p, p]),
+            attr_ints("dilations", &[1, 1]),
+            attr_int("group", c.groups as i64),
+        ];
+        let out = fold.unwrap_or(id);
+        let output = self.out_name(out);
+        let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
+        self.nodes.push(node("Conv", &name, &ins, &output, attrs));
+        self.value[out] = Some(output);
+        Ok(())
+    }
+
+    fn batch_norm(&mut self, id: NodeId) -> Result<()> {
+        let Op::BatchNorm { channels } = self.graph.nodes[id].op else { return unsupported(format!("node {id} is not a batch norm")) };
+        let name = self.graph.nodes[id].name.clone();
+        let mut ins = self.input_names(id)?;
+        for part in ["weight", "bias", "running_mean", "running_var"] {
+            let tensor = format!("{name}.{part}");
+            let data = values(self.net, &tensor)?;
+            ins.push(self.init(&tensor, &[channels], &data));
+        }
+        let eps = AttributeProto { name: "epsilon".into(), r#type: AttributeType::Float as i32, f: BN_EPS as f32, ..Default::default() };
+        self.emit(id, "BatchNormalization", &ins, vec![eps]);
+        Ok(())
+    }
+
+    fn linear(&mut self, id: NodeId, in_features: usize, out_features: usize, bias: bool) -> Result<()> {
+        let name = self.graph.nodes[id].name.clone();
+        let mut ins = self.input_names(id)?;
+        let w = values(self.net, &format!("{name}.weight"))?;
+        ins.push(self.init(&format!("{name}.weight"), &[out_features, in_features], &w));
+        if bias {
+            let b = values(self.net, &format!("{name}.bias"))?;
+            ins.push(self.init(&format!("{name}.bias"), &[out_features], &b));
+        }
+        self.emit(id, "Gemm", &ins, vec![attr_int("transB", 1)]);
+        Ok(())
+    }
+
+    /// A node outside any fusion, in evaluation form.
+    fn plain(&mut self, id: NodeId) -> Result<()> {
+        let ins = self.input_names(id)?;
+        match self.graph.nodes[id].op {
+            Op::Input => return unsupported("the input is not a step"),
+            Op::Conv(_) => self.conv(id, None)?,
+            Op::BatchNorm { .. } => self.batch_norm(id)?,
+            Op::Relu => self.emit(id, "Relu", &ins, vec![]),
             Op::MaxPool { kernel } | Op::AvgPool { kernel } => {
-                let op = if matches!(n.op, Op::MaxPool { .. }) { "MaxPool" } else { "AveragePool" };
+                let op = if matches!(self.graph.nodes[id].op, Op::MaxPool { .. }) { "MaxPool" } else { "AveragePool" };
                 let k = kernel as i64;
-                let attrs = vec![attr_ints("kernel_shape", &[k, k]), attr_ints("strides", &[k, k])];
-                nodes.push(node(op, &n.name, &inputs, &output, attrs));
-                output
+                self.emit(id, op, &ins, vec![attr_ints("kernel_shape", &[k, k]), attr_ints("strides", &[k, k])]);
             }
             Op::GlobalAvgPool => {
-                let pooled = format!("{}.pooled", n.name);
-                nodes.push(node("GlobalAveragePool", &pooled, &inputs, &pooled, vec![]));
-                nodes.push(node("Flatten", &n.name, &[pooled.as_str()], &output, vec![attr_int("axis", 1)]));
-                output
+                let pooled = format!("{}.pooled", self.graph.nodes[id].name);
+                self.nodes.push(node("GlobalAveragePool", &pooled, &[ins[0].as_str()], &pooled, vec![]));
+                self.emit(id, "Flatten", &[pooled], vec![attr_int("axis", 1)]);
             }
             // Evaluation form: dropout is the identity.
-            Op::Dropout { .. } | Op::Dropout2d { .. } => inputs[0].to_string(),
-            Op::Flatten => {
-                // NCHW channel-major, as torch's .view(N, -1).
-                nodes.push(node("Flatten", &n.name, &inputs, &output, vec![attr_int("axis", 1)]));
-                output
-            }
-            Op::Linear { in_features, out_features, bias } => {
-                let (wname, bname) = (format!("{}.weight", n.name), format!("{}.bias", n.name));
-                inits.push(initializer(&wname, &[out_features, in_features], &values(net, &wname)?));
-                let mut ins = vec![inputs[0], wname.as_str()];
-                if bias {
-                    inits.push(initializer(&bname, &[out_features], &values(net, &bname)?));
-                    ins.push(bname.as_str());
-                }
-                nodes.push(node("Gemm", &n.name, &ins, &output, vec![attr_int("transB", 1)]));
-                output
-            }
-            Op::Add => {
-                let op = if inputs.len() == 2 { "Add" } else { "Sum" };
-                nodes.push(node(op, &n.name, &inputs, &output, vec![]));
-                output
-            }
-            Op::Concat => {
-                nodes.push(node("Concat", &n.name, &inputs, &output, vec![attr_int("axis", 1)]));
-                output
-            }
-        };
-        value.push(produced);
+            Op::Dropout { .. } | Op::Dropout2d { .. } => self.value[id] = Some(ins[0].clone()),
+            // NCHW channel-major, as torch's .view(N, -1).
+            Op::Flatten => self.emit(id, "Flatten", &ins, vec![attr_int("axis", 1)]),
+            Op::Linear { in_features, out_features, bias } => self.linear(id, in_features, out_features, bias)?,
+            Op::Add => self.emit(id, if ins.len() == 2 { "Add" } else { "Sum" }, &ins, vec![]),
+            Op::Concat => self.emit(id, "Concat", &ins, vec![attr_int("axis", 1)]),
+        }
+        Ok(())
     }
-    if value[graph.output] != OUTPUT {
-        bail!("the graph's output is not produced by a node the exporter can name");
-    }
+}
 
-    let input_dims = graph.input_shape().dims();
-    let output_dims = graph.output_shape().dims();
+/// Builds the evaluation-mode ONNX model of `net` with `meta` in `metadata_props`, walking the
+/// same [`FusionPlan`] the candle interpreter runs (a conv + batch norm step becomes one folded
+/// Conv).
+pub fn to_model_proto(net: &Network, meta: &ModelMetadata) -> Result<ModelProto> {
+    let graph = net.graph();
+    let mut b = Builder::new(net);
+    for step in &FusionPlan::new(graph).steps {
+        b.step(step)?;
+    }
+    if b.value[graph.output].as_deref() != Some(OUTPUT) {
+        return unsupported("the graph's output is not produced by a node the exporter can name");
+    }
     let onnx_graph = GraphProto {
         name: graph.name.clone(),
-        node: nodes,
-        initializer: inits,
-        input: vec![value_info(INPUT, &batched(&input_dims))],
-        output: vec![value_info(OUTPUT, &batched(&output_dims))],
+        node: b.nodes,
+        initializer: b.inits,
+        input: vec![value_info(INPUT, &batched(&graph.input_shape().dims()))],
+        output: vec![value_info(OUTPUT, &batched(&graph.output_shape().dims()))],
         doc_string: format!("{}: CIFAR-10 classifier, logits for NCHW float input normalised per channel", graph.name),
         ..Default::default()
     };
@@ -222,11 +283,7 @@ pub fn to_model_proto(net: &Network, meta: &ModelMetadata) -> Result<ModelProto>
         producer_version: env!("CARGO_PKG_VERSION").into(),
         model_version: 1,
         graph: Some(onnx_graph),
-        metadata_props: meta
-            .to_props()
-            .into_iter()
-            .map(|(key, value)| StringStringEntryProto { key, value })
-            .collect(),
+        metadata_props: meta.to_props().into_iter().map(|(key, value)| StringStringEntryProto { key, value }).collect(),
         ..Default::default()
     })
 }

@@ -1,22 +1,48 @@
 //! ONNX export: the same layer graph the candle module runs, in evaluation form (dropout
 //! removed, BatchNorm folded into the preceding conv), written with candle-onnx's protobuf
-//! types, and checked against ONNX Runtime.
+//! types, and checked against ONNX Runtime. [`export_checked`] is the one way a file is
+//! written, by `train export` and at the end of a training run alike.
 
+mod checked;
 mod fold;
 mod graph;
 mod parity;
 
+pub use checked::{export_checked, Exported, ParityCheck, PARITY_BATCH};
 pub use graph::{to_model_proto, INPUT, IR_VERSION, OPSET, OUTPUT};
 pub use parity::{check as check_parity, run_ort, Parity, PARITY_TOLERANCE};
 
-use anyhow::Result;
+use crate::files::{BoxError, FileError};
 use cifar_models::metadata::ModelMetadata;
 use cifar_models::nn::Network;
 use prost::Message;
+use std::path::PathBuf;
 
-/// Serialised ONNX bytes of `net` in evaluation form.
-pub fn to_onnx_bytes(net: &Network, meta: &ModelMetadata) -> Result<Vec<u8>> {
-    Ok(to_model_proto(net, meta)?.encode_to_vec())
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot express `{model}` as an ONNX graph")]
+    Graph { model: String, source: BoxError },
+    /// The library is missing: its message says how to get one.
+    #[error(transparent)]
+    OrtMissing(#[from] cifar_onnxrt::OrtLoadError),
+    #[error("ONNX Runtime {what}: {reason}")]
+    Ort { what: &'static str, reason: String },
+    #[error("the candle forward pass of the parity check failed")]
+    Forward(#[source] candle_core::Error),
+    #[error("ONNX Runtime returned {theirs} logits, candle {ours}")]
+    LogitCount { ours: usize, theirs: usize },
+    #[error(
+        "parity check failed: max |logit difference| between candle and ONNX Runtime is {max_abs_diff:.3e} \
+         (> {PARITY_TOLERANCE:e}) on a batch of {batch}; {} not written",
+        dest.display()
+    )]
+    ParityFailed { max_abs_diff: f32, batch: usize, dest: PathBuf },
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
-pub use crate::checkpoint::write_atomically;
+/// Serialised ONNX bytes of `net` in evaluation form.
+pub fn to_onnx_bytes(net: &Network, meta: &ModelMetadata) -> Result<Vec<u8>, ExportError> {
+    let proto = to_model_proto(net, meta).map_err(|e| ExportError::Graph { model: meta.model.clone(), source: e.into() })?;
+    Ok(proto.encode_to_vec())
+}

@@ -1,5 +1,7 @@
-//! Dense (`groups = 1`) 2-D convolution with bias on CPU as im2col + one gemm per chunk of
-//! images, with a backward of the same shape (see [`super::conv2d_backward`]).
+//! 2-D convolution with bias on CPU, one op for every group count: dense convs (`groups = 1`)
+//! as im2col + one gemm per chunk of images (or the direct kernel on large maps, see
+//! [`use_direct`]), grouped convs on the direct kernel of [`super::grouped_conv`]. The backward
+//! ([`super::conv2d_backward`]) has the same shape.
 //!
 //! candle 0.11's own conv2d backward runs the input gradient through a naive
 //! `conv_transpose2d`; this op keeps all three products on the gemm crate.
@@ -16,16 +18,17 @@ use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// `conv2d(x, weight, stride, padding) + bias`, arguments `(x, weight, bias)`.
+/// `conv2d(x, weight, stride, padding, groups) + bias`, arguments `(x, weight, bias)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Conv2d {
     pub stride: usize,
     pub padding: usize,
+    pub groups: usize,
 }
 
 impl Conv2d {
     fn geom(&self, x: &Layout, w: &Layout, b: &Layout) -> Result<ConvGeom> {
-        let g = ConvGeom::new(x.dims(), w.dims(), self.stride, self.padding, 1, "conv2d")?;
+        let g = ConvGeom::new(x.dims(), w.dims(), self.stride, self.padding, self.groups, "conv2d")?;
         if b.dims() != [g.cout] {
             bail!("conv2d: bias shape {:?} does not match {} output channels", b.dims(), g.cout);
         }
@@ -35,7 +38,7 @@ impl Conv2d {
 
 impl CustomOp3 for Conv2d {
     fn name(&self) -> &'static str {
-        "conv2d-gemm"
+        if self.groups == 1 { "conv2d" } else { "grouped-conv2d" }
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -47,14 +50,14 @@ impl CustomOp3 for Conv2d {
                 let x = slice_of::<T>(s1, l1, self.name())?;
                 let w = slice_of::<T>(s2, l2, self.name())?;
                 let b = slice_of::<T>(s3, l3, self.name())?;
-                T::storage(forward(x, w, b, &g)?)
+                T::storage(forward_any(x, w, b, &g)?)
             });
             Ok((out, Shape::from((g.n, g.cout, g.ho, g.wo))))
         })
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        backward(x, w, b, grad, self.stride, self.padding, 1)
+        backward(x, w, b, grad, self.stride, self.padding, self.groups)
     }
 }
 
@@ -67,7 +70,7 @@ pub fn forward_any<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Res
     }
 }
 
-/// `y = conv(x, w) + b` for a whole batch.
+/// `y = conv(x, w) + b` for a whole batch of a dense conv.
 pub fn forward<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     if use_direct(g, Product::Forward) {
         return Ok(grouped_conv::forward(x, w, bias, g));

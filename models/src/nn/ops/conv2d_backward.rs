@@ -1,5 +1,6 @@
-//! Gradients of [`super::conv2d::Conv2d`]: input (gemm + col2im), weight (one gemm per
-//! chunk, summed), bias (a channel sum). They walk the batch in the same chunks as the forward.
+//! Gradients of [`super::conv2d::Conv2d`], one op each for every group count: input (gemm +
+//! col2im, or the direct kernel), weight (one gemm per chunk, summed, or the direct kernel),
+//! bias (a channel sum). The gemm paths walk the batch in the same chunks as the forward.
 
 use super::conv_geom::ConvGeom;
 use super::conv_plan::{use_direct, ConvPlan, Product};
@@ -9,7 +10,6 @@ use super::im2col::{col2im, im2col, images_to_channel_major};
 use super::scratch::{Pooled, Scratch};
 use super::storage::{output_vec, float_dispatch, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
-use super::grouped_conv::{GroupedConv2dInputGrad, GroupedConv2dWeightGrad};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -19,15 +19,13 @@ pub fn backward(x: &Tensor, w: &Tensor, b: &Tensor, grad: &Tensor, stride: usize
     let grad = grad.contiguous()?;
     let (_, _, h, wd) = x.dims4()?;
     let k = w.dim(2)?;
-    let dx = match (x.track_op(), groups) {
-        (false, _) => None,
-        (true, 1) => Some(grad.apply_op2_no_bwd(w, &Conv2dInputGrad { stride, padding, in_hw: (h, wd) })?),
-        (true, _) => Some(grad.apply_op2_no_bwd(w, &GroupedConv2dInputGrad { stride, padding, groups, in_hw: (h, wd) })?),
+    let dx = match x.track_op() {
+        false => None,
+        true => Some(grad.apply_op2_no_bwd(w, &Conv2dInputGrad { stride, padding, groups, in_hw: (h, wd) })?),
     };
-    let dw = match (w.track_op(), groups) {
-        (false, _) => None,
-        (true, 1) => Some(x.apply_op2_no_bwd(&grad, &Conv2dWeightGrad { stride, padding, k })?),
-        (true, _) => Some(x.apply_op2_no_bwd(&grad, &GroupedConv2dWeightGrad { stride, padding, groups, k })?),
+    let dw = match w.track_op() {
+        false => None,
+        true => Some(x.apply_op2_no_bwd(&grad, &Conv2dWeightGrad { stride, padding, groups, k })?),
     };
     let db = if b.track_op() { Some(grad.apply_op1_no_bwd(&BiasGrad)?) } else { None };
     Ok((dx, dw, db))
@@ -38,22 +36,23 @@ pub fn backward(x: &Tensor, w: &Tensor, b: &Tensor, grad: &Tensor, stride: usize
 pub struct Conv2dInputGrad {
     pub stride: usize,
     pub padding: usize,
+    pub groups: usize,
     pub in_hw: (usize, usize),
 }
 
 impl CustomOp2 for Conv2dInputGrad {
     fn name(&self) -> &'static str {
-        "conv2d-input-grad"
+        if self.groups == 1 { "conv2d-input-grad" } else { "grouped-conv2d-input-grad" }
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
-            let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, 1, self.name())?;
+            let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, self.groups, self.name())?;
             let out = with_float_type!(s1.dtype(), self.name(), T => {
                 let dy = slice_of::<T>(s1, l1, self.name())?;
                 let w = slice_of::<T>(s2, l2, self.name())?;
-                T::storage(input_grad(dy, w, &g)?)
+                T::storage(input_grad_any(dy, w, &g)?)
             });
             Ok((out, Shape::from((g.n, g.cin, g.h, g.w))))
         })
@@ -65,30 +64,31 @@ impl CustomOp2 for Conv2dInputGrad {
 pub struct Conv2dWeightGrad {
     pub stride: usize,
     pub padding: usize,
+    pub groups: usize,
     pub k: usize,
 }
 
 impl CustomOp2 for Conv2dWeightGrad {
     fn name(&self) -> &'static str {
-        "conv2d-weight-grad"
+        if self.groups == 1 { "conv2d-weight-grad" } else { "grouped-conv2d-weight-grad" }
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
             same_dtype(s1, s2, self.name())?;
             let (xd, dyd) = (l1.dims(), l2.dims());
-            if xd.len() != 4 || dyd.len() != 4 {
-                bail!("{}: expected NCHW input and gradient, got {xd:?} and {dyd:?}", self.name());
+            if xd.len() != 4 || dyd.len() != 4 || self.groups == 0 || xd[1] % self.groups != 0 {
+                bail!("{}: input {xd:?} and gradient {dyd:?} do not fit {} groups", self.name(), self.groups);
             }
-            let wdims = [dyd[1], xd[1], self.k, self.k];
-            let g = ConvGeom::from_grad(dyd, &wdims, (xd[2], xd[3]), self.stride, self.padding, 1, self.name())?;
+            let wdims = [dyd[1], xd[1] / self.groups, self.k, self.k];
+            let g = ConvGeom::from_grad(dyd, &wdims, (xd[2], xd[3]), self.stride, self.padding, self.groups, self.name())?;
             if g.n != xd[0] {
                 bail!("{}: batch of input {xd:?} and gradient {dyd:?} differ", self.name());
             }
             let out = with_float_type!(s1.dtype(), self.name(), T => {
                 let x = slice_of::<T>(s1, l1, self.name())?;
                 let dy = slice_of::<T>(s2, l2, self.name())?;
-                T::storage(weight_grad(x, dy, &g)?)
+                T::storage(weight_grad_any(x, dy, &g)?)
             });
             Ok((out, Shape::from(wdims.to_vec())))
         })
@@ -151,6 +151,17 @@ fn dy_matrix<'a, T: Pooled>(dy: &'a [T], b: usize, g: &ConvGeom, buf: &'a mut Op
     &**buf.insert(t)
 }
 
+/// `dx` of a conv with any group count.
+pub fn input_grad_any<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    if g.groups == 1 { input_grad(dy, w, g) } else { Ok(grouped_conv::input_grad(dy, w, g)) }
+}
+
+/// `dw` of a conv with any group count.
+pub fn weight_grad_any<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    if g.groups == 1 { weight_grad(x, dy, g) } else { Ok(grouped_conv::weight_grad(x, dy, g)) }
+}
+
+/// `dx` of a dense conv.
 pub fn input_grad<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     if use_direct(g, Product::InputGrad) {
         return Ok(grouped_conv::input_grad(dy, w, g));
@@ -191,6 +202,7 @@ pub fn input_grad_gemm<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec
     Ok(dx)
 }
 
+/// `dw` of a dense conv.
 pub fn weight_grad<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     if use_direct(g, Product::WeightGrad) {
         return Ok(grouped_conv::weight_grad(x, dy, g));

@@ -3,118 +3,16 @@
 //! With 4 channels per group a gemm is all packing and no arithmetic (M = 4, K = 36), and
 //! candle runs one conv per group plus a concatenation, whose backward is 10-15x the forward.
 //! Here each group's input is laid out once ([`PhaseLayout`]) and every product of forward,
-//! input gradient and weight gradient is a shifted axpy or dot over contiguous memory.
+//! input gradient and weight gradient is a shifted axpy or dot over contiguous memory. The
+//! ops that call these kernels are [`super::conv2d::Conv2d`] and its gradients.
 
-use super::conv2d_backward::backward;
 use super::conv_geom::ConvGeom;
 use super::grouped_conv_kernel::{shifted_conv, shifted_dot, BLOCK, CO};
 use super::grouped_conv_layout::PhaseLayout;
 use super::scratch::{Pooled, Scratch};
 use super::simd::multiversion;
-use super::storage::{output_vec, num_like::NumLike, same_dtype, slice_of, with_float_type};
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use super::storage::{output_vec, num_like::NumLike};
 use rayon::prelude::*;
-
-/// `conv2d(x, weight, stride, padding, groups) + bias`, arguments `(x, weight, bias)`.
-#[derive(Clone, Copy, Debug)]
-pub struct GroupedConv2d {
-    pub stride: usize,
-    pub padding: usize,
-    pub groups: usize,
-}
-
-impl CustomOp3 for GroupedConv2d {
-    fn name(&self) -> &'static str {
-        "grouped-conv2d"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
-            same_dtype(s1, s2, self.name())?;
-            same_dtype(s1, s3, self.name())?;
-            let g = ConvGeom::new(l1.dims(), l2.dims(), self.stride, self.padding, self.groups, self.name())?;
-            if l3.dims() != [g.cout] {
-                bail!("{}: bias shape {:?} does not match {} output channels", self.name(), l3.dims(), g.cout);
-            }
-            let out = with_float_type!(s1.dtype(), self.name(), T => {
-                let x = slice_of::<T>(s1, l1, self.name())?;
-                let w = slice_of::<T>(s2, l2, self.name())?;
-                let b = slice_of::<T>(s3, l3, self.name())?;
-                T::storage(forward(x, w, b, &g))
-            });
-            Ok((out, Shape::from((g.n, g.cout, g.ho, g.wo))))
-        })
-    }
-
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        backward(x, w, b, grad, self.stride, self.padding, self.groups)
-    }
-}
-
-/// `(dy, weight) → dx`.
-#[derive(Clone, Copy, Debug)]
-pub struct GroupedConv2dInputGrad {
-    pub stride: usize,
-    pub padding: usize,
-    pub groups: usize,
-    pub in_hw: (usize, usize),
-}
-
-impl CustomOp2 for GroupedConv2dInputGrad {
-    fn name(&self) -> &'static str {
-        "grouped-conv2d-input-grad"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
-            same_dtype(s1, s2, self.name())?;
-            let g = ConvGeom::from_grad(l1.dims(), l2.dims(), self.in_hw, self.stride, self.padding, self.groups, self.name())?;
-            let out = with_float_type!(s1.dtype(), self.name(), T => {
-                let dy = slice_of::<T>(s1, l1, self.name())?;
-                let w = slice_of::<T>(s2, l2, self.name())?;
-                T::storage(input_grad(dy, w, &g))
-            });
-            Ok((out, Shape::from((g.n, g.cin, g.h, g.w))))
-        })
-    }
-}
-
-/// `(x, dy) → dweight` for a `k × k` kernel.
-#[derive(Clone, Copy, Debug)]
-pub struct GroupedConv2dWeightGrad {
-    pub stride: usize,
-    pub padding: usize,
-    pub groups: usize,
-    pub k: usize,
-}
-
-impl CustomOp2 for GroupedConv2dWeightGrad {
-    fn name(&self) -> &'static str {
-        "grouped-conv2d-weight-grad"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed_shaped(self.name(), &[l1.dims(), l2.dims()], || {
-            same_dtype(s1, s2, self.name())?;
-            let (xd, dyd) = (l1.dims(), l2.dims());
-            if xd.len() != 4 || dyd.len() != 4 || self.groups == 0 || xd[1] % self.groups != 0 {
-                bail!("{}: input {xd:?} and gradient {dyd:?} do not fit {} groups", self.name(), self.groups);
-            }
-            let wdims = [dyd[1], xd[1] / self.groups, self.k, self.k];
-            let g = ConvGeom::from_grad(dyd, &wdims, (xd[2], xd[3]), self.stride, self.padding, self.groups, self.name())?;
-            if g.n != xd[0] {
-                bail!("{}: batch of input {xd:?} and gradient {dyd:?} differ", self.name());
-            }
-            let out = with_float_type!(s1.dtype(), self.name(), T => {
-                let x = slice_of::<T>(s1, l1, self.name())?;
-                let dy = slice_of::<T>(s2, l2, self.name())?;
-                T::storage(weight_grad(x, dy, &g))
-            });
-            Ok((out, Shape::from(wdims.to_vec())))
-        })
-    }
-}
 
 /// Channels per group in and out, and taps per kernel.
 fn group_dims(g: &ConvGeom) -> (usize, usize, usize) {

@@ -1,7 +1,33 @@
 //! Opt-in wall-clock totals per custom op (`CIFAR_OP_PROFILE=1`, or `=2` to split them by
 //! operand shapes), to see where a training step goes without a profiler: `step_compare`
-//! prints them.
+//! prints them. Only with the cargo feature `op-profile` (the benches turn it on); without it
+//! the ops carry no timing code and the variable is not read.
 
+#[cfg(not(feature = "op-profile"))]
+mod off {
+    #[inline(always)]
+    pub fn timed<R>(_name: &'static str, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    #[inline(always)]
+    pub fn timed_shaped<R>(_name: &'static str, _shapes: &[&[usize]], f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// Nothing is timed without the `op-profile` feature.
+    pub fn take() -> Vec<(String, f64, u64)> {
+        Vec::new()
+    }
+}
+#[cfg(not(feature = "op-profile"))]
+pub use off::*;
+
+#[cfg(feature = "op-profile")]
+pub use on::*;
+
+#[cfg(feature = "op-profile")]
+mod on {
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -51,4 +77,5 @@ pub fn take() -> Vec<(String, f64, u64)> {
     let v = m.iter().map(|(k, (s, n))| (k.clone(), *s, *n)).collect();
     m.clear();
     v
+}
 }

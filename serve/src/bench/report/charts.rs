@@ -130,7 +130,7 @@ fn throughput(root: &Area, r: &Report) -> DrawResult {
             .iter()
             .filter_map(|m| {
                 let (s, l) = m.smallest_and_largest()?;
-                Some((m.macs_per_image as f64 / 1e6, if largest { l.images_per_s } else { s.images_per_s }, m))
+                Some((m.facts.macs_per_image as f64 / 1e6, if largest { l.images_per_s } else { s.images_per_s }, m))
             })
             .collect()
     };
@@ -176,7 +176,7 @@ fn throughput(root: &Area, r: &Report) -> DrawResult {
 /// Accuracy carried by the files (test, else validation) against GMACs in the seed's
 /// convention, beside the seed's published test accuracy.
 fn accuracy(root: &Area, r: &Report) -> DrawResult {
-    let ours: Vec<(f64, f64, &ModelReport)> = r.models.iter().filter_map(|m| Some((m.gmacs_batch128, m.accuracy()?.0, m))).collect();
+    let ours: Vec<(f64, f64, &ModelReport)> = r.models.iter().filter_map(|m| Some((m.facts.seed_gmacs_batch128, m.accuracy()?.0, m))).collect();
     let seed: Vec<(f64, f64)> = ours.iter().filter_map(|(x, _, m)| Some((*x, m.seed.as_ref()?.test_acc_pct))).collect();
     let ys: Vec<f64> = ours.iter().map(|p| p.1).chain(seed.iter().map(|p| p.1)).collect();
     let y_lo = ys.iter().copied().fold(100.0, f64::min);

@@ -4,6 +4,7 @@ use super::charts;
 use super::schema::{gmacs, ModelReport, Report};
 use cifar_models::seed::SEED_MAC_BATCH;
 use cifar_models::summary::thousands;
+use crate::bench::stats::Percentiles;
 use std::fmt::Write;
 
 /// The note on the two MAC conventions, shared with the README.
@@ -59,24 +60,29 @@ fn summary(s: &mut String, r: &Report) {
     let (Some(lo), Some(hi)) = (lo, hi) else { return };
     let _ = writeln!(s, "## Summary\n");
     let with_http = r.models.iter().any(|m| m.http.is_some());
-    let http_cols = if with_http { " HTTP img/s | HTTP p50 ms |" } else { "" };
+    let http_cols = if with_http { " HTTP img/s | HTTP / in-process img/s | HTTP 1-client p50 ms | overhead ms |" } else { "" };
     let _ = writeln!(s, "| model | MMACs / image | p50 ms at batch {lo} | p99 ms at batch {lo} | img/s at batch {hi} |{http_cols}");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|{}", if with_http { "---:|---:|" } else { "" });
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|{}", if with_http { "---:|---:|---:|---:|" } else { "" });
     for m in &r.models {
         let Some((small, large)) = m.smallest_and_largest() else { continue };
         let mut row = format!(
             "| `{}` | {:.2} | {} | {} | {} |",
             m.name,
-            m.macs_per_image as f64 / 1e6,
+            m.facts.macs_per_image as f64 / 1e6,
             ms(small.latency.p50_ms),
             ms(small.latency.p99_ms),
             rate(large.images_per_s)
         );
         if with_http {
-            let (img_s, p50) = m.http.as_ref().map_or(("–".into(), "–".into()), |h| {
-                (rate(h.images_per_s), h.latency.map_or("–".into(), |l| ms(l.p50_ms)))
+            let cells = m.http.as_ref().map_or(["–".to_string(), "–".into(), "–".into(), "–".into()], |h| {
+                [
+                    rate(h.images_per_s),
+                    h.throughput_ratio.map_or("–".into(), |v| format!("{v:.2}")),
+                    h.single_client.latency.map_or("–".into(), |l| ms(l.p50_ms)),
+                    opt_ms(h.overhead_b1_ms),
+                ]
             });
-            let _ = write!(row, " {img_s} | {p50} |");
+            let _ = write!(row, " {} |", cells.join(" | "));
         }
         let _ = writeln!(s, "{row}");
     }
@@ -115,10 +121,10 @@ fn cost_table(s: &mut String, r: &Report) {
             "| `{}` | {} | {} | {} | {:.2} | {} | {} |",
             m.name,
             m.architecture,
-            thousands(m.params),
+            thousands(m.facts.params),
             seed_params,
-            m.macs_per_image as f64 / 1e6,
-            gmacs(m.gmacs_batch128),
+            m.facts.macs_per_image as f64 / 1e6,
+            gmacs(m.facts.seed_gmacs_batch128),
             seed_gmacs
         );
     }
@@ -189,7 +195,7 @@ fn accuracy(s: &mut String, r: &Report) {
             s,
             "| `{}` | {} | {} | {} | {} | {} |",
             m.name,
-            gmacs(m.gmacs_batch128),
+            gmacs(m.facts.seed_gmacs_batch128),
             pct(m.val_acc_pct),
             pct(m.test_acc_pct),
             pct(m.seed.as_ref().map(|x| x.val_acc_pct)),
@@ -203,41 +209,83 @@ fn http(s: &mut String, r: &Report) {
     let Some(h) = &r.settings.http else { return };
     let _ = writeln!(
         s,
-        "## Over HTTP\n\n{} clients, each with one request in flight, POSTed a 64×64 PNG to `{}/v1/models/NAME/classify` for {:.1} s per model \
-         (decoding, batching and JSON included); latency is the client's, request to full answer. The in-process columns repeat the figures above.\n",
-        h.concurrency, h.url, h.duration_s
+        "## Over HTTP\n\nEach model served at {} got two runs of {:.1} s, POSTing {} to `/v1/models/NAME/classify` \
+         (decoding, batching and JSON included; latency is the client's, request to full answer): one keep-alive client, \
+         one request after another, then {} such clients at once. *Overhead* is the one-client p50 minus the in-process \
+         batch-1 p50; *ratio* is the {}-client img/s over the best in-process img/s of any batch size.\n",
+        h.url, h.duration_s, h.image, h.concurrency, h.concurrency
     );
-    let _ = writeln!(
-        s,
-        "| model | requests | errors | img/s | p50 ms | p95 ms | p99 ms | in-process p50 ms (batch 1) | in-process img/s (largest batch) |"
-    );
+    http_single(s, r);
+    http_concurrent(s, r);
+}
+
+/// Figures of the same model's in-process run, for the HTTP tables.
+fn in_process(m: &ModelReport) -> (String, String) {
+    let batch1 = m.latency.iter().find(|b| b.batch_size == 1).map_or("–".into(), |b| ms(b.latency.p50_ms));
+    let best = m.latency.iter().map(|b| b.images_per_s).reduce(f64::max).map_or("–".into(), rate);
+    (batch1, best)
+}
+
+fn errors(count: u64, statuses: Option<&std::collections::BTreeMap<String, u64>>) -> String {
+    match statuses {
+        Some(statuses) if count > 0 => {
+            let kinds: Vec<String> = statuses.iter().filter(|(k, _)| k.as_str() != "200").map(|(k, v)| format!("{v}× {k}")).collect();
+            format!("{count} ({})", kinds.join(", "))
+        }
+        _ => count.to_string(),
+    }
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:+.2}"))
+}
+
+fn http_single(s: &mut String, r: &Report) {
+    let _ = writeln!(s, "### One client (batch-1 latency)\n");
+    let _ = writeln!(s, "| model | requests | errors | p50 ms | p95 ms | p99 ms | in-process p50 ms (batch 1) | overhead ms |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (m, load) in r.models.iter().filter_map(|m| m.http.as_ref().map(|l| (m, l))) {
+        let one = &load.single_client;
+        let pct = |f: fn(&Percentiles) -> f64| one.latency.as_ref().map_or("–".into(), |l| ms(f(l)));
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            m.name,
+            one.requests,
+            one.errors,
+            pct(|l| l.p50_ms),
+            pct(|l| l.p95_ms),
+            pct(|l| l.p99_ms),
+            in_process(m).0,
+            opt_ms(load.overhead_b1_ms)
+        );
+    }
+    let _ = writeln!(s);
+}
+
+fn http_concurrent(s: &mut String, r: &Report) {
+    let Some(h) = &r.settings.http else { return };
+    let _ = writeln!(s, "### {} clients (throughput)\n", h.concurrency);
+    let _ = writeln!(s, "| model | requests | errors | img/s | p50 ms | p95 ms | p99 ms | best in-process img/s | ratio |");
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for m in &r.models {
         let Some(load) = &m.http else {
             let _ = writeln!(s, "| `{}` | not served at {} | | | | | | | |", m.name, h.url);
             continue;
         };
-        let pct = |f: fn(&crate::bench::stats::Percentiles) -> f64| load.latency.as_ref().map_or("–".into(), |l| ms(f(l)));
-        let batch1 = m.latency.iter().find(|b| b.batch_size == 1).map_or("–".into(), |b| ms(b.latency.p50_ms));
-        let best = m.smallest_and_largest().map_or("–".into(), |(_, l)| rate(l.images_per_s));
-        let errors = if load.errors == 0 {
-            "0".to_string()
-        } else {
-            let kinds: Vec<String> = load.statuses.iter().filter(|(k, _)| k.as_str() != "200").map(|(k, v)| format!("{v}× {k}")).collect();
-            format!("{} ({})", load.errors, kinds.join(", "))
-        };
+        let pct = |f: fn(&Percentiles) -> f64| load.latency.as_ref().map_or("–".into(), |l| ms(f(l)));
         let _ = writeln!(
             s,
             "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.name,
             load.requests,
-            errors,
+            errors(load.errors, Some(&load.statuses)),
             rate(load.images_per_s),
             pct(|l| l.p50_ms),
             pct(|l| l.p95_ms),
             pct(|l| l.p99_ms),
-            batch1,
-            best
+            in_process(m).1,
+            load.throughput_ratio.map_or("–".into(), |v| format!("{v:.2}"))
         );
     }
     let _ = writeln!(s);

@@ -35,7 +35,7 @@ pub fn write(report: &mut Report, out: &Path) -> Result<Vec<PathBuf>, ReportErro
     let mut written = Vec::new();
     for (name, bytes) in files {
         let path = out.join(name);
-        write_atomically(&path, bytes).map_err(|source| ReportError::Write { path: path.clone(), source })?;
+        cifar_models::fsutil::write_atomically(&path, bytes).map_err(|source| ReportError::Write { path: path.clone(), source })?;
         written.push(path);
     }
     // A chart of an earlier run that this one has no data for would contradict the report.
@@ -45,19 +45,13 @@ pub fn write(report: &mut Report, out: &Path) -> Result<Vec<PathBuf>, ReportErro
     Ok(written)
 }
 
-/// Readers never see half a file: write beside it, then rename over it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bench::latency::BatchLatency;
     use crate::bench::machine::Machine;
     use crate::bench::stats::Percentiles;
+    use cifar_models::metadata::ModelFacts;
 
     fn model(name: &str, params: u64, val_acc_pct: Option<f64>) -> ModelReport {
         let latency = [1, 8]
@@ -68,14 +62,13 @@ mod tests {
                 images_per_s: 700.0,
             })
             .to_vec();
+        let facts = ModelFacts { params, macs_per_image: 69_440_000, seed_gmacs_batch128: 8.951 };
         ModelReport {
             name: name.into(),
             architecture: "resnet-light".into(),
             file: format!("{name}.onnx"),
-            params,
-            macs_per_image: 69_440_000,
-            gmacs_batch128: 8.951,
-            seed: SeedPublished::for_architecture("resnet-light", params, 8.951),
+            facts,
+            seed: SeedPublished::for_architecture("resnet-light", &facts),
             val_acc_pct,
             test_acc_pct: None,
             latency,

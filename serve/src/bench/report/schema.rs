@@ -8,6 +8,7 @@
 use crate::bench::http_load::HttpLoad;
 use crate::bench::latency::BatchLatency;
 use crate::bench::machine::Machine;
+use cifar_models::metadata::ModelFacts;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -45,9 +46,12 @@ pub struct Settings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HttpSettings {
     pub url: String,
+    /// Clients of the throughput run.
     pub concurrency: usize,
-    /// Seconds per model.
+    /// Seconds of each run (one client, then `concurrency`), per model.
     pub duration_s: f64,
+    /// The image every request carries: the `--image` file, or a description of the generated one.
+    pub image: String,
 }
 
 /// One model file.
@@ -58,12 +62,10 @@ pub struct ModelReport {
     /// The architecture it was exported from (metadata `cifar.model`).
     pub architecture: String,
     pub file: String,
-    /// From the file's metadata (derived from the layer graph at export).
-    pub params: u64,
-    /// conv+fc multiply-accumulates for one 3×32×32 image.
-    pub macs_per_image: u64,
-    /// The seed's convention: torchinfo 1.5.2 mult-adds for a batch of 128, in 1e9.
-    pub gmacs_batch128: f64,
+    /// From the file's metadata (derived from the layer graph at export): `params`,
+    /// `macs_per_image` and the seed-convention GMACs as `gmacs_batch128`.
+    #[serde(flatten, with = "report_keys")]
+    pub facts: ModelFacts,
     /// The seed's published figures for the architecture; null for an architecture the seed
     /// does not have.
     pub seed: Option<SeedPublished>,
@@ -75,6 +77,28 @@ pub struct ModelReport {
     /// The HTTP run against `settings.http.url`; null without `--url` or when the server does
     /// not serve this model.
     pub http: Option<HttpLoad>,
+}
+
+/// [`ModelFacts`] under this report's documented keys (`gmacs_batch128` for the seed GMACs).
+mod report_keys {
+    use cifar_models::metadata::ModelFacts;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Keys {
+        params: u64,
+        macs_per_image: u64,
+        gmacs_batch128: f64,
+    }
+
+    pub fn serialize<S: Serializer>(f: &ModelFacts, s: S) -> Result<S::Ok, S::Error> {
+        Keys { params: f.params, macs_per_image: f.macs_per_image, gmacs_batch128: f.seed_gmacs_batch128 }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ModelFacts, D::Error> {
+        let k = Keys::deserialize(d)?;
+        Ok(ModelFacts { params: k.params, macs_per_image: k.macs_per_image, seed_gmacs_batch128: k.gmacs_batch128 })
+    }
 }
 
 /// The seed README's figures for one architecture.
@@ -90,7 +114,8 @@ pub struct SeedPublished {
 }
 
 impl SeedPublished {
-    pub fn for_architecture(architecture: &str, params: u64, gmacs_batch128: f64) -> Option<Self> {
+    pub fn for_architecture(architecture: &str, facts: &ModelFacts) -> Option<Self> {
+        let (params, gmacs_batch128) = (facts.params, facts.seed_gmacs_batch128);
         let seed = cifar_models::info(architecture).ok()?.seed;
         Some(Self {
             params: seed.params as u64,
@@ -128,10 +153,11 @@ mod tests {
 
     #[test]
     fn seed_figures_come_from_the_models_crate() {
-        let s = SeedPublished::for_architecture("resnet-light", 310_474, 8.951).unwrap();
+        let facts = |params, seed_gmacs_batch128| ModelFacts { params, macs_per_image: 0, seed_gmacs_batch128 };
+        let s = SeedPublished::for_architecture("resnet-light", &facts(310_474, 8.951)).unwrap();
         assert!(s.params_match && s.gmacs_match);
         assert_eq!(gmacs(s.gmacs_batch128), "8.95");
-        assert!(!SeedPublished::for_architecture("resnet-light", 1, 9.0).unwrap().params_match);
-        assert!(SeedPublished::for_architecture("alexnet", 1, 1.0).is_none());
+        assert!(!SeedPublished::for_architecture("resnet-light", &facts(1, 9.0)).unwrap().params_match);
+        assert!(SeedPublished::for_architecture("alexnet", &facts(1, 1.0)).is_none());
     }
 }

@@ -1,7 +1,24 @@
-//! The training recipe: every hyper-parameter in one struct, the seed's values as defaults
-//! (spec §5), recorded with each run.
+//! The training recipe: every hyper-parameter in one struct, the seed's values as its defaults
+//! (docs/models.md §5, [`Recipe::seed`]: the one place they are declared), recorded with each
+//! run (`recipe.json`, `state.json`). The command line only overrides fields
+//! ([`RecipeOverrides`]).
+//!
+//! A field added later needs `#[serde(default)]` (or a default function), so that runs
+//! written before it still load and resume.
+
+mod overrides;
+
+pub use overrides::{show_default, with_recipe_defaults, RecipeOverrides};
 
 use serde::{Deserialize, Serialize};
+
+/// A recipe value the trainer cannot run with; the message names the flag that sets it.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("--{flag} must be {expected}")]
+pub struct RecipeError {
+    pub flag: &'static str,
+    pub expected: &'static str,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
@@ -31,16 +48,17 @@ impl Recipe {
     /// The seed's recipe for `model`: AdamW(3e-3, wd 0.1), batch 128, 100 epochs,
     /// MultiStepLR([50, 75], 0.1).
     pub fn seed(model: &str) -> Self {
+        let epochs = 100;
         Self {
             model: model.to_string(),
-            epochs: 100,
+            epochs,
             batch_size: 128,
             lr: 3e-3,
             weight_decay: 0.1,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
-            milestones: vec![50, 75],
+            milestones: Self::scaled_milestones(epochs),
             gamma: 0.1,
             seed: 42,
             split_seed: 42,
@@ -53,6 +71,25 @@ impl Recipe {
     /// a milestone at epoch 0 would only lower the starting rate, so very short runs have none.
     pub fn scaled_milestones(epochs: usize) -> Vec<usize> {
         [epochs / 2, epochs * 3 / 4].into_iter().filter(|&m| m >= 1).collect()
+    }
+
+    /// Refuses values the trainer cannot run with (an empty schedule, a rate of zero, AdamW
+    /// moments that never decay or a bias correction that divides by zero).
+    pub fn check(&self) -> Result<(), RecipeError> {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        let fraction = |v: f64| (0.0..1.0).contains(&v);
+        let rules: [(&'static str, bool, &'static str); 6] = [
+            ("epochs", self.epochs >= 1, "at least 1"),
+            ("batch-size", self.batch_size >= 1, "at least 1"),
+            ("lr", positive(self.lr), "a positive number"),
+            ("beta1", fraction(self.beta1), "in [0, 1)"),
+            ("beta2", fraction(self.beta2), "in [0, 1)"),
+            ("eps", positive(self.eps), "a positive number"),
+        ];
+        match rules.into_iter().find(|(_, ok, _)| !ok) {
+            Some((flag, _, expected)) => Err(RecipeError { flag, expected }),
+            None => Ok(()),
+        }
     }
 
     /// MultiStepLR, stepped once per epoch: the learning rate used during `epoch` (0-based).
@@ -90,6 +127,33 @@ mod tests {
         assert_eq!(Recipe::scaled_milestones(30), vec![15, 22]);
         assert_eq!(Recipe::scaled_milestones(1), Vec::<usize>::new());
         assert_eq!(Recipe::scaled_milestones(2), vec![1, 1]);
+    }
+
+    #[test]
+    fn check_names_the_flag_of_the_first_bad_value() {
+        let mut r = Recipe::seed("vgg");
+        assert_eq!(r.check(), Ok(()));
+        r.batch_size = 0;
+        assert_eq!(r.check().unwrap_err().to_string(), "--batch-size must be at least 1");
+        r.batch_size = 1;
+        for (lr, ok) in [(0.0, false), (f64::NAN, false), (-1e-3, false), (1e-3, true)] {
+            r.lr = lr;
+            assert_eq!(r.check().is_ok(), ok, "lr {lr}");
+        }
+        r.beta2 = 1.0;
+        assert_eq!(r.check().unwrap_err(), RecipeError { flag: "beta2", expected: "in [0, 1)" });
+    }
+
+    /// A run folder written before any later field was added still loads: this is the key set
+    /// of `model-zoo/resnet-light/recipe.json`, trained with an earlier version of `train`.
+    #[test]
+    fn a_recipe_json_of_the_shipped_model_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../model-zoo/resnet-light/recipe.json");
+        let r: Recipe = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut want = Recipe::seed("resnet-light");
+        want.epochs = 30;
+        want.milestones = vec![15, 22];
+        assert_eq!(r, want);
     }
 
     #[test]
