@@ -53,8 +53,10 @@ pub struct ModelMetadata {
     #[serde(flatten)]
     pub facts: ModelFacts,
     /// Fractions in [0, 1], when the weights were trained and evaluated.
-    pub val_acc: Option<f64>,
-    pub test_acc: Option<f64>,
+    #[serde(rename = "val_acc")]
+    pub val_acc_frac: Option<f64>,
+    #[serde(rename = "test_acc")]
+    pub test_acc_frac: Option<f64>,
     pub epochs: Option<u64>,
     /// The training recipe as JSON, when trained.
     pub recipe: Option<serde_json::Value>,
@@ -79,8 +81,8 @@ impl ModelMetadata {
             mean: crate::seed::MEAN,
             std: crate::seed::STD,
             facts: ModelFacts::for_model(name)?,
-            val_acc: None,
-            test_acc: None,
+            val_acc_frac: None,
+            test_acc_frac: None,
             epochs: None,
             recipe: None,
             source_commit: None,
@@ -99,8 +101,8 @@ impl ModelMetadata {
             ("seed_gmacs_batch128", self.facts.seed_gmacs_batch128.to_string()),
         ];
         let optional = [
-            ("val_acc", self.val_acc.map(|v| v.to_string())),
-            ("test_acc", self.test_acc.map(|v| v.to_string())),
+            ("val_acc", self.val_acc_frac.map(|v| v.to_string())),
+            ("test_acc", self.test_acc_frac.map(|v| v.to_string())),
             ("epochs", self.epochs.map(|v| v.to_string())),
             ("recipe", self.recipe.as_ref().map(|v| v.to_string())),
             ("source_commit", self.source_commit.clone()),
@@ -128,8 +130,8 @@ impl ModelMetadata {
                 macs_per_image: parse("macs_per_image", get("macs_per_image")?)?,
                 seed_gmacs_batch128: parse("seed_gmacs_batch128", get("seed_gmacs_batch128")?)?,
             },
-            val_acc: opt("val_acc").map(|v| parse("val_acc", v)).transpose()?,
-            test_acc: opt("test_acc").map(|v| parse("test_acc", v)).transpose()?,
+            val_acc_frac: opt("val_acc").map(|v| parse("val_acc", v)).transpose()?,
+            test_acc_frac: opt("test_acc").map(|v| parse("test_acc", v)).transpose()?,
             epochs: opt("epochs").map(|v| parse("epochs", v)).transpose()?,
             recipe: opt("recipe").map(|v| parse("recipe", v)).transpose()?,
             source_commit: opt("source_commit").map(str::to_string),
@@ -158,8 +160,8 @@ mod tests {
         let props = m.to_props();
         let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, m);
-        m.val_acc = Some(0.9);
-        m.test_acc = Some(0.885);
+        m.val_acc_frac = Some(0.9);
+        m.test_acc_frac = Some(0.885);
         m.epochs = Some(30);
         m.recipe = Some(serde_json::json!({"lr": 0.003}));
         m.source_commit = Some("abc123".into());

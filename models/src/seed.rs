@@ -19,17 +19,19 @@ pub struct SeedFigures {
     /// torchinfo 1.5.2 "Total mult-adds (G)" for a batch of 128, as printed (two decimals).
     pub gmacs_batch128: f64,
     /// Validation and test accuracy in percent, as published.
-    pub val_acc: f64,
-    pub test_acc: f64,
+    #[serde(rename = "val_acc")]
+    pub val_acc_pct: f64,
+    #[serde(rename = "test_acc")]
+    pub test_acc_pct: f64,
 }
 
 /// In the order of [`crate::zoo::MODEL_NAMES`].
 pub const SEED: [SeedFigures; 7] = [
-    SeedFigures { params: 1_110_826, gmacs_batch128: 11.28, val_acc: 90.8, test_acc: 90.16 },
-    SeedFigures { params: 310_474, gmacs_batch128: 8.95, val_acc: 91.86, test_acc: 91.20 },
-    SeedFigures { params: 3_921_994, gmacs_batch128: 16.73, val_acc: 92.54, test_acc: 91.79 },
-    SeedFigures { params: 1_087_114, gmacs_batch128: 19.19, val_acc: 92.96, test_acc: 92.30 },
-    SeedFigures { params: 3_090_058, gmacs_batch128: 21.23, val_acc: 93.14, test_acc: 92.00 },
-    SeedFigures { params: 508_447, gmacs_batch128: 16.30, val_acc: 93.62, test_acc: 92.8 },
-    SeedFigures { params: 1_098_724, gmacs_batch128: 28.75, val_acc: 94.04, test_acc: 93.09 },
+    SeedFigures { params: 1_110_826, gmacs_batch128: 11.28, val_acc_pct: 90.8, test_acc_pct: 90.16 },
+    SeedFigures { params: 310_474, gmacs_batch128: 8.95, val_acc_pct: 91.86, test_acc_pct: 91.20 },
+    SeedFigures { params: 3_921_994, gmacs_batch128: 16.73, val_acc_pct: 92.54, test_acc_pct: 91.79 },
+    SeedFigures { params: 1_087_114, gmacs_batch128: 19.19, val_acc_pct: 92.96, test_acc_pct: 92.30 },
+    SeedFigures { params: 3_090_058, gmacs_batch128: 21.23, val_acc_pct: 93.14, test_acc_pct: 92.00 },
+    SeedFigures { params: 508_447, gmacs_batch128: 16.30, val_acc_pct: 93.62, test_acc_pct: 92.8 },
+    SeedFigures { params: 1_098_724, gmacs_batch128: 28.75, val_acc_pct: 94.04, test_acc_pct: 93.09 },
 ];

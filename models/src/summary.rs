@@ -66,8 +66,8 @@ pub fn format_model_table(rows: &[ModelRow]) -> String {
             thousands(r.facts.params),
             r.facts.macs_per_image as f64 / 1e6,
             r.facts.seed_gmacs_batch128,
-            r.seed.val_acc,
-            r.seed.test_acc
+            r.seed.val_acc_pct,
+            r.seed.test_acc_pct
         );
     }
     let _ = writeln!(

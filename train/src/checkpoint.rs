@@ -34,7 +34,8 @@ pub struct TrainState {
     pub optimizer_step: u64,
     /// The dropout mask stream.
     pub dropout: DropoutState,
-    pub best_val_acc: Option<f64>,
+    #[serde(rename = "best_val_acc")]
+    pub best_val_acc_frac: Option<f64>,
     pub best_epoch: Option<usize>,
     /// Training seconds spent so far (excluding time lost to interruptions).
     pub train_seconds: f64,
@@ -51,7 +52,7 @@ impl TrainState {
             epochs_done: 0,
             optimizer_step: 0,
             dropout,
-            best_val_acc: None,
+            best_val_acc_frac: None,
             best_epoch: None,
             train_seconds: 0.0,
             history: Vec::new(),

@@ -257,13 +257,13 @@ fn run_epoch(learner: &mut Learner, data: &Data, state: &TrainState, quiet: bool
     let started = Instant::now();
     let epoch = state.epochs_done;
     let train = train_epoch(learner, &data.train, state, quiet)?;
-    let (val_loss, val_acc) = evaluate(&learner.net, &data.val, None)?;
+    let (val_loss, val_acc_frac) = evaluate(&learner.net, &data.val, None)?;
     let m = EpochMetrics {
         epoch: epoch + 1,
         train_loss: train.mean_loss,
-        train_acc: train.accuracy,
+        train_acc_frac: train.accuracy,
         val_loss,
-        val_acc,
+        val_acc_frac,
         lr: state.recipe.lr_at(epoch),
         epoch_seconds: started.elapsed().as_secs_f64(),
         train_img_s: train.images_per_s,
@@ -272,7 +272,7 @@ fn run_epoch(learner: &mut Learner, data: &Data, state: &TrainState, quiet: bool
     if !quiet {
         eprintln!(
             "epoch {}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | lr {:.1e} | {:.1}s, {:.0} img/s",
-            m.epoch, state.recipe.epochs, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.lr, m.epoch_seconds, m.train_img_s
+            m.epoch, state.recipe.epochs, m.train_loss, m.train_acc_frac, m.val_loss, m.val_acc_frac, m.lr, m.epoch_seconds, m.train_img_s
         );
     }
     Ok(m)
@@ -282,7 +282,7 @@ fn run_epoch(learner: &mut Learner, data: &Data, state: &TrainState, quiet: bool
 fn finish(opts: &TrainOptions, folder: &RunFolder, net: &Network, data: &Data, state: &TrainState, wall: Instant) -> Result<Summary, TrainError> {
     folder.load_best(net)?;
     let mut confusion = Confusion::new(data.classes.clone());
-    let (test_loss, test_acc) = evaluate(net, &data.test, Some(&mut confusion))?;
+    let (test_loss, test_acc_frac) = evaluate(net, &data.test, Some(&mut confusion))?;
     confusion.finish();
     let history = &state.history;
     let summary = Summary {
@@ -290,9 +290,9 @@ fn finish(opts: &TrainOptions, folder: &RunFolder, net: &Network, data: &Data, s
         facts: cifar_models::count(net.graph()).facts(),
         epochs: state.epochs_done,
         best_epoch: state.best_epoch,
-        best_val_acc: state.best_val_acc,
-        final_val_acc: history.last().map(|m| m.val_acc),
-        test_acc,
+        best_val_acc_frac: state.best_val_acc_frac,
+        final_val_acc_frac: history.last().map(|m| m.val_acc_frac),
+        test_acc_frac,
         test_loss,
         test_images: data.test.len(),
         train_seconds: state.train_seconds,

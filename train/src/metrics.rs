@@ -9,9 +9,11 @@ use std::path::Path;
 pub struct EpochMetrics {
     pub epoch: usize,
     pub train_loss: f64,
-    pub train_acc: f64,
+    #[serde(rename = "train_acc")]
+    pub train_acc_frac: f64,
     pub val_loss: f64,
-    pub val_acc: f64,
+    #[serde(rename = "val_acc")]
+    pub val_acc_frac: f64,
     /// Learning rate used during the epoch.
     pub lr: f64,
     /// Wall time of the training pass plus validation.

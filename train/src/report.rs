@@ -29,7 +29,7 @@ fn curves_svg(svg: &mut String, model: &str, history: &[EpochMetrics]) -> DrawRe
         let last = history.last().map_or(1, |m| m.epoch).max(1) as f64;
         let panels: [(&DrawingArea<_, _>, &str, fn(&EpochMetrics) -> (f64, f64)); 2] = [
             (&left, "loss", |m| (m.train_loss, m.val_loss)),
-            (&right, "accuracy", |m| (m.train_acc, m.val_acc)),
+            (&right, "accuracy", |m| (m.train_acc_frac, m.val_acc_frac)),
         ];
         for (area, what, pick) in panels {
             let values: Vec<f64> = history.iter().flat_map(|m| { let (a, b) = pick(m); [a, b] }).filter(|v| v.is_finite()).collect();

@@ -70,8 +70,8 @@ impl RunFolder {
     /// (`resume.safetensors`, then `state.json`), `metrics.jsonl`/`.csv`, `curves.svg`.
     pub fn commit_epoch(&self, net: &Network, opt: &AdamW, state: &mut TrainState, m: EpochMetrics) -> Result<(), FileError> {
         let tensors = net.named_tensors();
-        if state.best_val_acc.is_none_or(|best| m.val_acc > best) {
-            state.best_val_acc = Some(m.val_acc);
+        if state.best_val_acc_frac.is_none_or(|best| m.val_acc_frac > best) {
+            state.best_val_acc_frac = Some(m.val_acc_frac);
             state.best_epoch = Some(m.epoch);
             checkpoint::save_model(&self.dir.join(checkpoint::BEST), &tensors)?;
         }

@@ -18,9 +18,12 @@ pub struct Summary {
     pub facts: ModelFacts,
     pub epochs: usize,
     pub best_epoch: Option<usize>,
-    pub best_val_acc: Option<f64>,
-    pub final_val_acc: Option<f64>,
-    pub test_acc: f64,
+    #[serde(rename = "best_val_acc")]
+    pub best_val_acc_frac: Option<f64>,
+    #[serde(rename = "final_val_acc")]
+    pub final_val_acc_frac: Option<f64>,
+    #[serde(rename = "test_acc")]
+    pub test_acc_frac: f64,
     pub test_loss: f64,
     pub test_images: usize,
     /// Training seconds summed over every epoch, across resumes.
@@ -58,8 +61,8 @@ impl Summary {
 
     /// What the weights of this run are known to do, in the exported file's metadata.
     pub fn describe(&self, meta: &mut ModelMetadata) {
-        meta.val_acc = self.best_val_acc;
-        meta.test_acc = Some(self.test_acc);
+        meta.val_acc_frac = self.best_val_acc_frac;
+        meta.test_acc_frac = Some(self.test_acc_frac);
         meta.epochs = Some(self.epochs as u64);
         meta.recipe = Some(serde_json::to_value(&self.recipe).expect("a recipe serialises"));
     }
@@ -116,7 +119,7 @@ mod tests {
         assert_eq!(Summary::read(dir.path()).unwrap(), s);
         let mut meta = ModelMetadata::for_model("resnet-light").unwrap();
         fill_metadata(&dir.path().join("best.safetensors"), &mut meta);
-        assert_eq!((meta.val_acc, meta.test_acc, meta.epochs), (Some(0.8398), Some(0.8349), Some(30)));
+        assert_eq!((meta.val_acc_frac, meta.test_acc_frac, meta.epochs), (Some(0.8398), Some(0.8349), Some(30)));
         assert_eq!(meta.recipe.unwrap()["milestones"], serde_json::json!([15, 22]));
     }
 }

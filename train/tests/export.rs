@@ -74,8 +74,8 @@ fn metadata_round_trips_through_onnx_runtime() -> Result<()> {
     let env = env();
     let net = Network::new(cifar_models::build("densenet-small")?, 1, DType::F32, &Device::Cpu)?;
     let mut meta = ModelMetadata::for_model("densenet-small")?;
-    meta.val_acc = Some(0.91);
-    meta.test_acc = Some(0.905);
+    meta.val_acc_frac = Some(0.91);
+    meta.test_acc_frac = Some(0.905);
     meta.epochs = Some(12);
     meta.source_commit = Some("0123abcd".into());
     let bytes = to_onnx_bytes(&net, &meta)?;

@@ -59,8 +59,8 @@ pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
             architecture: meta.model,
             name,
             facts: meta.facts,
-            val_acc_pct: pct(meta.val_acc),
-            test_acc_pct: pct(meta.test_acc),
+            val_acc_pct: pct(meta.val_acc_frac),
+            test_acc_pct: pct(meta.test_acc_frac),
             latency,
             http: None,
         });

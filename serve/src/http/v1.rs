@@ -136,8 +136,10 @@ pub struct ModelInfo<'a> {
     pub default: bool,
     #[serde(flatten)]
     pub facts: ModelFacts,
-    pub val_acc: Option<f64>,
-    pub test_acc: Option<f64>,
+    #[serde(rename = "val_acc")]
+    pub val_acc_frac: Option<f64>,
+    #[serde(rename = "test_acc")]
+    pub test_acc_frac: Option<f64>,
     pub epochs: Option<u64>,
     pub classes: &'a [String],
     pub input: TensorInfo,
@@ -165,8 +167,8 @@ impl<'a> ModelInfo<'a> {
             file: model.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
             default,
             facts: m.facts,
-            val_acc: m.val_acc,
-            test_acc: m.test_acc,
+            val_acc_frac: m.val_acc_frac,
+            test_acc_frac: m.test_acc_frac,
             epochs: m.epochs,
             classes: &m.classes,
             input: TensorInfo { name: crate::INPUT_NAME, datatype: "FP32", shape: [-1].into_iter().chain(IMAGE_SHAPE.map(|d| d as i64)).collect() },

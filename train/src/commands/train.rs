@@ -50,9 +50,9 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
     })?;
     println!(
         "{model}: best val acc {:.4} (epoch {}), test acc {:.4} on {} images; {:.0} img/s; run folder {}",
-        summary.best_val_acc.unwrap_or(f64::NAN),
+        summary.best_val_acc_frac.unwrap_or(f64::NAN),
         summary.best_epoch.map_or("-".into(), |e| e.to_string()),
-        summary.test_acc,
+        summary.test_acc_frac,
         summary.test_images,
         summary.mean_train_img_s,
         run_dir(&args.out, model).display()

@@ -120,8 +120,8 @@ impl SeedPublished {
         Some(Self {
             params: seed.params as u64,
             gmacs_batch128: seed.gmacs_batch128,
-            val_acc_pct: seed.val_acc,
-            test_acc_pct: seed.test_acc,
+            val_acc_pct: seed.val_acc_pct,
+            test_acc_pct: seed.test_acc_pct,
             params_match: seed.params as u64 == params,
             gmacs_match: gmacs(seed.gmacs_batch128) == gmacs(gmacs_batch128),
         })
