@@ -17,7 +17,7 @@ const MODEL: &str = "resnet-light";
 
 fn export(model: &str) -> anyhow::Result<Vec<u8>> {
     let net = Network::new(cifar_models::build(model)?, 7, DType::F32, &CandleDevice::Cpu)?;
-    Ok(cifar_train::export::to_onnx_bytes(&net, &ModelMetadata::for_model(model)?)?)
+    Ok(cifar_train::export::to_onnx_bytes(&net, &ModelMetadata::for_model(model)?, cifar_train::recipe::Tta::None)?)
 }
 
 fn ort_inference(c: &mut Criterion) {

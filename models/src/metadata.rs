@@ -62,6 +62,10 @@ pub struct ModelMetadata {
     pub recipe: Option<serde_json::Value>,
     /// `git` commit of the source that produced the file, when known.
     pub source_commit: Option<String>,
+    /// Test-time augmentation built into the graph (`flip`, `flip-translate`): the logits are
+    /// the mean over that many views, and `macs_per_image` counts every view's forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tta: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,7 @@ impl ModelMetadata {
             epochs: None,
             recipe: None,
             source_commit: None,
+            tta: None,
         })
     }
 
@@ -106,6 +111,7 @@ impl ModelMetadata {
             ("epochs", self.epochs.map(|v| v.to_string())),
             ("recipe", self.recipe.as_ref().map(|v| v.to_string())),
             ("source_commit", self.source_commit.clone()),
+            ("tta", self.tta.clone()),
         ];
         props.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
         props.into_iter().map(|(k, v)| (format!("{PREFIX}{k}"), v)).collect()
@@ -135,6 +141,7 @@ impl ModelMetadata {
             epochs: opt("epochs").map(|v| parse("epochs", v)).transpose()?,
             recipe: opt("recipe").map(|v| parse("recipe", v)).transpose()?,
             source_commit: opt("source_commit").map(str::to_string),
+            tta: opt("tta").map(str::to_string),
         };
         if meta.classes.is_empty() {
             return Err(MetadataError::Invalid { key: "classes", reason: "no class names".into() });

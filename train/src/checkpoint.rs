@@ -2,8 +2,8 @@
 //!
 //! - `last.safetensors` / `best.safetensors`: the model's tensors (parameters and BatchNorm
 //!   running statistics) by path — what `train export --checkpoint` reads.
-//! - `resume.safetensors`: the commit point of an epoch: model tensors, AdamW moments and the
-//!   whole [`TrainState`] (as JSON in the safetensors metadata) in one file, so a run killed at
+//! - `resume.safetensors`: the commit point of an epoch: model tensors, optimizer state, the
+//!   EMA of the weights (when the recipe keeps one) and the whole [`TrainState`] (as JSON in the safetensors metadata) in one file, so a run killed at
 //!   any instant resumes from one consistent epoch.
 //! - `state.json`: a readable copy of the [`TrainState`] of the last committed epoch.
 
@@ -23,6 +23,18 @@ pub const STATE: &str = "state.json";
 const STATE_KEY: &str = "train_state";
 const MODEL_PREFIX: &str = "model.";
 const OPTIM_PREFIX: &str = "optim.";
+const EMA_PREFIX: &str = "ema.";
+
+/// Which weights a run's best checkpoint (and so its test pass and export) holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvaluatedWeights {
+    /// The optimizer's weights.
+    #[default]
+    Raw,
+    /// Their exponential moving average.
+    Ema,
+}
 
 /// Everything besides tensors that a resumed run needs to continue exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,8 +42,14 @@ pub struct TrainState {
     pub recipe: Recipe,
     /// Epochs completed (the next epoch to run, 0-based).
     pub epochs_done: usize,
-    /// AdamW steps taken.
+    /// Optimizer steps taken.
     pub optimizer_step: u64,
+    /// EMA updates taken (0 without an EMA).
+    #[serde(default)]
+    pub ema_updates: u64,
+    /// What `best.safetensors` holds: the raw weights or their EMA, whichever validated better.
+    #[serde(default)]
+    pub best_weights: EvaluatedWeights,
     /// The dropout mask stream.
     pub dropout: DropoutState,
     #[serde(rename = "best_val_acc")]
@@ -51,6 +69,8 @@ impl TrainState {
             recipe,
             epochs_done: 0,
             optimizer_step: 0,
+            ema_updates: 0,
+            best_weights: EvaluatedWeights::Raw,
             dropout,
             best_val_acc_frac: None,
             best_epoch: None,
@@ -75,12 +95,22 @@ pub fn save_model(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), FileE
     files::write(path, &serialize(path, tensors, None)?)
 }
 
-/// Saves the resume point: model tensors, optimizer moments and the state in one file (the
-/// commit), then `state.json`, the readable copy.
-pub fn save_resume(dir: &Path, model: &[(String, Tensor)], moments: &[(String, Tensor)], state: &TrainState) -> Result<(), FileError> {
+/// What a resume point holds besides the [`TrainState`], each by name.
+pub struct ResumeTensors<'a> {
+    pub model: &'a [(String, Tensor)],
+    pub moments: &'a [(String, Tensor)],
+    /// The EMA of the model's tensors (empty without one).
+    pub ema: &'a [(String, Tensor)],
+}
+
+/// Saves the resume point: tensors and the state in one file (the commit), then `state.json`,
+/// the readable copy.
+pub fn save_resume(dir: &Path, tensors: ResumeTensors<'_>, state: &TrainState) -> Result<(), FileError> {
     let path = dir.join(RESUME);
-    let mut all: Vec<(String, Tensor)> = model.iter().map(|(n, t)| (format!("{MODEL_PREFIX}{n}"), t.clone())).collect();
-    all.extend(moments.iter().map(|(n, t)| (format!("{OPTIM_PREFIX}{n}"), t.clone())));
+    let mut all: Vec<(String, Tensor)> = Vec::new();
+    for (prefix, group) in [(MODEL_PREFIX, tensors.model), (OPTIM_PREFIX, tensors.moments), (EMA_PREFIX, tensors.ema)] {
+        all.extend(group.iter().map(|(n, t)| (format!("{prefix}{n}"), t.clone())));
+    }
     let state_json = serde_json::to_string(state).map_err(|e| FileError::encode(&path, e))?;
     let meta = HashMap::from([(STATE_KEY.to_string(), state_json)]);
     files::write(&path, &serialize(&path, &all, Some(meta))?)?;
@@ -91,6 +121,7 @@ pub struct Resume {
     pub state: TrainState,
     pub model: HashMap<String, Tensor>,
     pub moments: HashMap<String, Tensor>,
+    pub ema: HashMap<String, Tensor>,
 }
 
 pub fn load_resume(dir: &Path) -> Result<Resume, FileError> {
@@ -101,15 +132,16 @@ pub fn load_resume(dir: &Path) -> Result<Resume, FileError> {
     let state_json = header.metadata().as_ref().and_then(|m| m.get(STATE_KEY)).ok_or_else(|| bad("it holds no training state".into()))?;
     let state: TrainState = serde_json::from_str(state_json).map_err(|e| bad(e.into()))?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| bad(e.into()))?;
-    let (mut model, mut moments) = (HashMap::new(), HashMap::new());
+    let (mut model, mut moments, mut ema) = (HashMap::new(), HashMap::new(), HashMap::new());
     for (name, t) in tensors {
-        if let Some(n) = name.strip_prefix(MODEL_PREFIX) {
-            model.insert(n.to_string(), t);
-        } else if let Some(n) = name.strip_prefix(OPTIM_PREFIX) {
-            moments.insert(n.to_string(), t);
+        for (prefix, group) in [(MODEL_PREFIX, &mut model), (OPTIM_PREFIX, &mut moments), (EMA_PREFIX, &mut ema)] {
+            if let Some(n) = name.strip_prefix(prefix) {
+                group.insert(n.to_string(), t);
+                break;
+            }
         }
     }
-    Ok(Resume { state, model, moments })
+    Ok(Resume { state, model, moments, ema })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Command-line interface of `train`.
 
-use cifar_train::recipe::{show_default, with_recipe_defaults, Recipe, RecipeOverrides};
+use cifar_train::recipe::{show_default, with_recipe_defaults, Recipe, RecipeOverrides, Tta};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -80,6 +80,12 @@ pub struct ExportArgs {
     /// Write the file without comparing candle and ONNX Runtime logits (not recommended).
     #[arg(long)]
     pub skip_parity: bool,
+
+    /// Test-time augmentation built into the graph: none, flip or flip-translate (the logits
+    /// are the mean over the views; the metadata names it and counts every view's MACs).
+    /// Default: the run's own (its summary.json beside --checkpoint), else none.
+    #[arg(long)]
+    pub tta: Option<Tta>,
 }
 
 #[derive(Debug, Args)]

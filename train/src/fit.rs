@@ -2,21 +2,22 @@
 //! reports, export.
 
 use crate::checkpoint::{Resume, TrainState};
+use crate::ema::Ema;
 use crate::data::{self, Cifar10, DataError, DownloadOptions, Loader, LoaderConfig, Records};
 use crate::error::TrainError;
 use crate::export::ParityCheck;
 use crate::files::FileError;
 use crate::metrics::EpochMetrics;
-use crate::optim::AdamW;
+use crate::optim::Optimizer;
 use crate::progress::{EpochProgress, Running};
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, Tta};
 use crate::report::Confusion;
 use crate::resident::ResidentData;
 use crate::run_folder::RunFolder;
 use crate::summary::Summary;
 use crate::GIT_COMMIT;
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{loss::cross_entropy, ModuleT};
+use candle_nn::ModuleT;
 use cifar_models::nn::{Kernels, Network};
 use cifar_models::spec::Graph;
 use std::path::{Path, PathBuf};
@@ -75,7 +76,7 @@ fn load_data(opts: &TrainOptions) -> Result<Data, DataError> {
     }
     let train_records: Arc<Records> = Arc::new(set.train);
     let loader = |records: &Arc<Records>, idx: Vec<u32>, cfg: LoaderConfig| Loader::new(records.clone(), idx, cfg);
-    let train_cfg = LoaderConfig { batch_size: r.batch_size, ..LoaderConfig::train(r.seed) };
+    let train_cfg = LoaderConfig { batch_size: r.batch_size, flip: r.flip, ..LoaderConfig::train(r.seed) };
     let eval_cfg = LoaderConfig { batch_size: r.batch_size, ..LoaderConfig::eval() };
     Ok(Data {
         classes: set.classes,
@@ -97,13 +98,14 @@ fn correct(logits: &Tensor, labels: &Tensor) -> candle_core::Result<usize> {
     Ok(logits.argmax(D::Minus1)?.eq(labels)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? as usize)
 }
 
-/// Loss and accuracy over a whole loader in evaluation mode; fills `confusion` when given.
-fn evaluate(net: &Network, loader: &Loader, mut confusion: Option<&mut Confusion>) -> candle_core::Result<(f64, f64)> {
+/// Loss and accuracy over a whole loader in evaluation mode (logits averaged over the views
+/// of `tta`); fills `confusion` when given.
+fn evaluate(net: &Network, loader: &Loader, tta: Tta, mut confusion: Option<&mut Confusion>) -> candle_core::Result<(f64, f64)> {
     let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
     for mut batch in loader.epoch(0) {
         let (x, y) = batch_tensors(&mut batch, net.device())?;
-        let logits = net.forward_t(&x, false)?;
-        let loss = cross_entropy(&logits, &y)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let logits = crate::tta::logits(net, &x, tta)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         for (p, &t) in pred.iter().zip(&batch.labels) {
             right += (*p == t as u32) as usize;
@@ -118,10 +120,12 @@ fn evaluate(net: &Network, loader: &Loader, mut confusion: Option<&mut Confusion
     Ok((loss_sum / seen, right as f64 / seen))
 }
 
-/// What learns: the network, its optimizer, and the training set when it lives on the device.
+/// What learns: the network, its optimizer, the EMA of its weights when the recipe keeps one,
+/// and the training set when it lives on the device.
 struct Learner {
     net: Network,
-    opt: AdamW,
+    opt: Optimizer,
+    ema: Option<Ema>,
     resident: Option<ResidentData>,
     /// The one-image-batch warning is given once per run.
     warned_single_image: bool,
@@ -142,8 +146,9 @@ impl Learner {
         } else {
             None
         };
-        let opt = AdamW::new(net.named_trainable(), r.beta1, r.beta2, r.eps, r.weight_decay)?;
-        Ok(Self { net, opt, resident, warned_single_image: false })
+        let opt = Optimizer::for_recipe(net.named_trainable(), r)?;
+        let ema = (r.ema_decay > 0.0).then(|| Ema::new(&net.named_tensors(), r.ema_decay)).transpose()?;
+        Ok(Self { net, opt, ema, resident, warned_single_image: false })
     }
 
     /// Continues from a resume point (of `dir`) with `recipe`, whose epochs may have grown.
@@ -152,6 +157,9 @@ impl Learner {
         let bad = |e: candle_core::Error| FileError::decode(&path, "resume point of this model", e);
         self.net.load(&point.model).map_err(bad)?;
         self.opt.restore(&point.moments, point.state.optimizer_step).map_err(bad)?;
+        if let Some(ema) = self.ema.as_mut() {
+            ema.restore(&point.ema, point.state.ema_updates).map_err(bad)?;
+        }
         self.net.restore_dropout_state(point.state.dropout);
         tracing::info!("resuming {} after epoch {} of {}", dir.display(), point.state.epochs_done, recipe.epochs);
         Ok(TrainState { recipe: recipe.clone(), git_commit: GIT_COMMIT.to_string(), ..point.state })
@@ -183,7 +191,7 @@ fn epoch_batches<'a>(
 /// reports as the last good checkpoint).
 fn train_epoch(learner: &mut Learner, loader: &Loader, state: &TrainState, quiet: bool) -> Result<EpochStats, TrainError> {
     let (epoch, recipe) = (state.epochs_done, &state.recipe);
-    let lr = recipe.lr_at(epoch);
+    let steps_per_epoch = loader.batches();
     let mut progress = EpochProgress::new(format!("epoch {}/{}", epoch + 1, recipe.epochs), loader.batches(), quiet);
     let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
     for item in epoch_batches(learner.resident.as_ref(), learner.net.device().clone(), loader, epoch) {
@@ -197,13 +205,17 @@ fn train_epoch(learner: &mut Learner, loader: &Loader, state: &TrainState, quiet
             }
             continue;
         }
+        let lr = recipe.lr_at_step((epoch * steps_per_epoch + index) as u64, steps_per_epoch);
         let logits = learner.net.forward_t(&x, true)?;
-        let loss = cross_entropy(&logits, &y)?;
+        let loss = crate::loss::cross_entropy(&logits, &y, recipe.label_smoothing)?;
         let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         if !loss_value.is_finite() {
             return Err(TrainError::Diverged { epoch: epoch + 1, batch: index, loss: loss_value, last_good: epoch });
         }
-        learner.opt.step(&loss.backward()?, lr)?;
+        learner.opt.step(&loss.backward()?, lr, recipe.clip_grad_norm)?;
+        if let Some(ema) = learner.ema.as_mut() {
+            ema.update(&learner.net.named_tensors())?;
+        }
         right += correct(&logits, &y)?;
         loss_sum += loss_value as f64 * len as f64;
         seen += len;
@@ -230,9 +242,13 @@ pub fn train(opts: TrainOptions) -> Result<Summary, TrainError> {
     };
     folder.start(recipe, resumed.then_some(&state.history[..]))?;
     log_start(&opts, &learner.net, &data);
+    let first_epoch = state.epochs_done;
     while state.epochs_done < recipe.epochs {
         let m = run_epoch(&mut learner, &data, &state, opts.quiet)?;
-        folder.commit_epoch(&learner.net, &learner.opt, &mut state, m)?;
+        if state.epochs_done == first_epoch && !opts.quiet {
+            log_projection(&m, recipe.epochs - m.epoch);
+        }
+        folder.commit_epoch(&learner.net, &learner.opt, learner.ema.as_ref(), &mut state, m)?;
     }
     finish(&opts, &folder, &learner.net, &data, &state, wall)
 }
@@ -252,26 +268,47 @@ fn log_start(opts: &TrainOptions, net: &Network, data: &Data) {
     );
 }
 
-/// The next epoch: training, then validation; its metrics, printed unless `quiet`.
+/// After the first epoch this invocation runs: how long the rest will take, at its pace.
+fn log_projection(m: &EpochMetrics, epochs_left: usize) {
+    let seconds = m.epoch_seconds * epochs_left as f64;
+    let finish = chrono::Local::now() + chrono::Duration::seconds(seconds as i64);
+    eprintln!(
+        "projected: {epochs_left} more epochs at {:.0} s each = {} (done about {})",
+        m.epoch_seconds,
+        crate::progress::human_duration(seconds),
+        finish.format("%Y-%m-%d %H:%M")
+    );
+}
+
+/// The next epoch: training, then validation (of the EMA too, when there is one); its
+/// metrics, printed unless `quiet`.
 fn run_epoch(learner: &mut Learner, data: &Data, state: &TrainState, quiet: bool) -> Result<EpochMetrics, TrainError> {
     let started = Instant::now();
     let epoch = state.epochs_done;
+    let tta = state.recipe.tta;
     let train = train_epoch(learner, &data.train, state, quiet)?;
-    let (val_loss, val_acc_frac) = evaluate(&learner.net, &data.val, None)?;
+    let (val_loss, val_acc_frac) = evaluate(&learner.net, &data.val, tta, None)?;
+    let ema_val = match &learner.ema {
+        Some(ema) => Some(ema.with_weights(&learner.net, |net| evaluate(net, &data.val, tta, None))?),
+        None => None,
+    };
     let m = EpochMetrics {
         epoch: epoch + 1,
         train_loss: train.mean_loss,
         train_acc_frac: train.accuracy,
         val_loss,
         val_acc_frac,
-        lr: state.recipe.lr_at(epoch),
+        val_loss_ema: ema_val.map(|v| v.0),
+        val_acc_ema_frac: ema_val.map(|v| v.1),
+        lr: state.recipe.lr_at_step((epoch * data.train.batches()) as u64, data.train.batches()),
         epoch_seconds: started.elapsed().as_secs_f64(),
         train_img_s: train.images_per_s,
         train_images: train.images,
     };
     if !quiet {
+        let ema = m.val_acc_ema_frac.map_or(String::new(), |a| format!(" (EMA {a:.4})"));
         eprintln!(
-            "epoch {}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | lr {:.1e} | {:.1}s, {:.0} img/s",
+            "epoch {}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4}{ema} | lr {:.1e} | {:.1}s, {:.0} img/s",
             m.epoch, state.recipe.epochs, m.train_loss, m.train_acc_frac, m.val_loss, m.val_acc_frac, m.lr, m.epoch_seconds, m.train_img_s
         );
     }
@@ -282,7 +319,7 @@ fn run_epoch(learner: &mut Learner, data: &Data, state: &TrainState, quiet: bool
 fn finish(opts: &TrainOptions, folder: &RunFolder, net: &Network, data: &Data, state: &TrainState, wall: Instant) -> Result<Summary, TrainError> {
     folder.load_best(net)?;
     let mut confusion = Confusion::new(data.classes.clone());
-    let (test_loss, test_acc_frac) = evaluate(net, &data.test, Some(&mut confusion))?;
+    let (test_loss, test_acc_frac) = evaluate(net, &data.test, state.recipe.tta, Some(&mut confusion))?;
     confusion.finish();
     let history = &state.history;
     let summary = Summary {
@@ -302,6 +339,7 @@ fn finish(opts: &TrainOptions, folder: &RunFolder, net: &Network, data: &Data, s
         precision: if opts.bf16 { "bf16".into() } else { "f32".into() },
         data_on_device: opts.data_on_device,
         threads: rayon::current_num_threads(),
+        evaluated_weights: state.best_weights,
         seed: state.recipe.seed,
         git_commit: GIT_COMMIT.to_string(),
         onnx: None,

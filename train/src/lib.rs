@@ -2,12 +2,14 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod ema;
 pub mod device;
 pub mod error;
 pub mod export;
 pub mod files;
 pub mod fit;
 pub mod metrics;
+pub mod loss;
 pub mod optim;
 pub mod progress;
 pub mod recipe;
@@ -16,6 +18,7 @@ pub mod resident;
 pub mod run_folder;
 pub mod runtime;
 pub mod summary;
+pub mod tta;
 
 pub use error::TrainError;
 

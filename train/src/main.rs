@@ -35,7 +35,7 @@ fn main() -> ExitCode {
 fn exit_status(err: &anyhow::Error) -> u8 {
     use cifar_models::ZooError::UnknownModel;
     use cifar_train::TrainError;
-    if matches!(err.downcast_ref(), Some(UnknownModel(_))) {
+    if matches!(err.downcast_ref(), Some(UnknownModel(_))) || err.downcast_ref::<cifar_train::recipe::RecipeError>().is_some() {
         return USAGE;
     }
     match err.downcast_ref::<TrainError>() {

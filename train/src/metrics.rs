@@ -14,7 +14,12 @@ pub struct EpochMetrics {
     pub val_loss: f64,
     #[serde(rename = "val_acc")]
     pub val_acc_frac: f64,
-    /// Learning rate used during the epoch.
+    /// Validation of the weights' EMA (runs with `--ema-decay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss_ema: Option<f64>,
+    #[serde(default, rename = "val_acc_ema", skip_serializing_if = "Option::is_none")]
+    pub val_acc_ema_frac: Option<f64>,
+    /// Learning rate of the epoch's first batch (the whole epoch's under multistep).
     pub lr: f64,
     /// Wall time of the training pass plus validation.
     pub epoch_seconds: f64,

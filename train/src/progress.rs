@@ -67,3 +67,23 @@ impl EpochProgress {
         }
     }
 }
+
+/// `seconds` as people say it: "45 s", "12 min", "3 h 05 min".
+pub fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=89 => format!("{s} s"),
+        90..=5399 => format!("{} min", (s + 30) / 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600 + 30) / 60 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(super::human_duration(45.2), "45 s");
+        assert_eq!(super::human_duration(720.0), "12 min");
+        assert_eq!(super::human_duration(3.0 * 3600.0 + 5.0 * 60.0), "3 h 05 min");
+    }
+}

@@ -83,7 +83,7 @@ mod tests {
     fn resident_batches_equal_the_host_loader_bit_for_bit() {
         let records = Arc::new(synthetic_records(70, 3, 40));
         for augment in [true, false] {
-            let cfg = LoaderConfig { batch_size: 16, augment, shuffle: augment, seed: 9, workers: 0, prefetch: 1 };
+            let cfg = LoaderConfig { batch_size: 16, augment, shuffle: augment, seed: 9, workers: 0, prefetch: 1, ..LoaderConfig::train(9) };
             let loader = Loader::new(records.clone(), (0..records.len() as u32).rev().collect(), cfg).unwrap();
             let resident = ResidentData::upload(&records, loader.normalizer(), &Device::Cpu).unwrap();
             for epoch in [0, 3] {

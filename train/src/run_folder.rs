@@ -1,12 +1,13 @@
 //! One run's folder, `<out>/<model>/`: the one type that decides what is written there and in
 //! which order, so that a run killed at any instant leaves a folder `--resume` can continue.
 
-use crate::checkpoint::{self, Resume, TrainState};
+use crate::checkpoint::{self, EvaluatedWeights, Resume, ResumeTensors, TrainState};
+use crate::ema::Ema;
 use crate::error::TrainError;
 use crate::export::{export_checked, ParityCheck};
 use crate::files::{self, FileError};
 use crate::metrics::{self, EpochMetrics};
-use crate::optim::AdamW;
+use crate::optim::Optimizer;
 use crate::recipe::Recipe;
 use crate::report::{self, Confusion};
 use crate::summary::{Summary, SUMMARY};
@@ -67,21 +68,31 @@ impl RunFolder {
 
     /// Commits a finished epoch into `state` and onto disk, in the order that keeps the folder
     /// consistent at every instant: best (if improved), last, the resume point
-    /// (`resume.safetensors`, then `state.json`), `metrics.jsonl`/`.csv`, `curves.svg`.
-    pub fn commit_epoch(&self, net: &Network, opt: &AdamW, state: &mut TrainState, m: EpochMetrics) -> Result<(), FileError> {
+    /// (`resume.safetensors`, then `state.json`), `metrics.jsonl`/`.csv`, `curves.svg`. The
+    /// best checkpoint holds the raw weights or their EMA, whichever validated better.
+    pub fn commit_epoch(&self, net: &Network, opt: &Optimizer, ema: Option<&Ema>, state: &mut TrainState, m: EpochMetrics) -> Result<(), FileError> {
         let tensors = net.named_tensors();
-        if state.best_val_acc_frac.is_none_or(|best| m.val_acc_frac > best) {
-            state.best_val_acc_frac = Some(m.val_acc_frac);
+        let ema_tensors = ema.map_or(&[][..], |e| e.tensors());
+        let (val_acc, weights) = match m.val_acc_ema_frac {
+            Some(ema_acc) if ema_acc > m.val_acc_frac => (ema_acc, EvaluatedWeights::Ema),
+            _ => (m.val_acc_frac, EvaluatedWeights::Raw),
+        };
+        if state.best_val_acc_frac.is_none_or(|best| val_acc > best) {
+            state.best_val_acc_frac = Some(val_acc);
             state.best_epoch = Some(m.epoch);
-            checkpoint::save_model(&self.dir.join(checkpoint::BEST), &tensors)?;
+            state.best_weights = weights;
+            let best = if weights == EvaluatedWeights::Ema { ema_tensors } else { &tensors[..] };
+            checkpoint::save_model(&self.dir.join(checkpoint::BEST), best)?;
         }
         checkpoint::save_model(&self.dir.join(checkpoint::LAST), &tensors)?;
         state.epochs_done = m.epoch;
         state.optimizer_step = opt.step_count();
+        state.ema_updates = ema.map_or(0, |e| e.updates());
         state.dropout = net.dropout_state();
         state.train_seconds += m.epoch_seconds;
         state.history.push(m);
-        checkpoint::save_resume(&self.dir, &tensors, &opt.moments(), state)?;
+        let moments = opt.moments();
+        checkpoint::save_resume(&self.dir, ResumeTensors { model: &tensors, moments: &moments, ema: ema_tensors }, state)?;
         metrics::write(&self.dir, &state.history)?;
         report::draw_curves(&self.dir.join(report::CURVES), &state.recipe.model, &state.history)
     }
@@ -105,7 +116,7 @@ impl RunFolder {
         meta.classes = confusion.classes.clone();
         meta.source_commit = Some(summary.git_commit.clone());
         summary.describe(&mut meta);
-        let exported = export_checked(net, &meta, check, &self.dir.join(ONNX))?;
+        let exported = export_checked(net, &meta, summary.recipe.tta, check, &self.dir.join(ONNX))?;
         summary.onnx = Some(ONNX.to_string());
         summary.onnx_parity_max_abs_diff = exported.parity.map(|p| p.max_abs_diff);
         summary.write(&self.dir)?;

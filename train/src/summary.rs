@@ -1,6 +1,7 @@
 //! `summary.json`: what a finished run measured. Written by [`crate::run_folder`] and read back
 //! (for the metadata of `train export --checkpoint`) through the same struct.
 
+use crate::checkpoint::EvaluatedWeights;
 use crate::files::{self, FileError};
 use crate::recipe::Recipe;
 use cifar_models::metadata::{ModelFacts, ModelMetadata};
@@ -39,6 +40,10 @@ pub struct Summary {
     #[serde(default)]
     pub data_on_device: bool,
     pub threads: usize,
+    /// Which weights were tested and exported: the raw ones or their EMA (the better on
+    /// validation); raw before EMA existed.
+    #[serde(default)]
+    pub evaluated_weights: EvaluatedWeights,
     pub seed: u64,
     pub git_commit: String,
     pub onnx: Option<String>,
@@ -69,16 +74,23 @@ impl Summary {
 }
 
 /// Fills accuracies, epochs and the recipe from the `summary.json` beside `checkpoint`, when
-/// the checkpoint comes from a finished `train` run. Without a readable summary the metadata
-/// stays that of fresh weights, with a warning when a summary is there but does not parse.
-pub fn fill_metadata(checkpoint: &Path, meta: &mut ModelMetadata) {
-    let Some(dir) = checkpoint.parent() else { return };
+/// the checkpoint comes from a finished `train` run, and returns that summary. Without a
+/// readable summary the metadata stays that of fresh weights, with a warning when a summary is
+/// there but does not parse.
+pub fn fill_metadata(checkpoint: &Path, meta: &mut ModelMetadata) -> Option<Summary> {
+    let dir = checkpoint.parent()?;
     if !dir.join(SUMMARY).exists() {
-        return;
+        return None;
     }
     match Summary::read(dir) {
-        Ok(summary) => summary.describe(meta),
-        Err(e) => tracing::warn!("{:#}; the export's metadata carries no accuracy", with_causes(&e)),
+        Ok(summary) => {
+            summary.describe(meta);
+            Some(summary)
+        }
+        Err(e) => {
+            tracing::warn!("{:#}; the export's metadata carries no accuracy", with_causes(&e));
+            None
+        }
     }
 }
 

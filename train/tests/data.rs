@@ -448,3 +448,30 @@ fn loader_rejects_bad_settings_and_stops_early() {
     assert_eq!(epoch.next().unwrap().index, 0);
     drop(epoch);
 }
+
+#[test]
+fn alternating_flips_mirror_each_image_the_other_way_every_epoch() {
+    let records = Arc::new(synthetic_records(600, 4, 30));
+    let config = LoaderConfig { flip: cifar_train::recipe::FlipMode::Alternating, workers: 0, ..LoaderConfig::train(5) };
+    let loader = Loader::new(records, (0..600).collect(), config).unwrap();
+    let flips_of = |epoch: u64| {
+        let mut by_id = vec![None; 600];
+        for plan in loader.plans_from(epoch, 0) {
+            for (&id, aug) in plan.ids.iter().zip(&plan.augments) {
+                by_id[id as usize] = Some(aug.flip);
+            }
+        }
+        by_id.into_iter().map(|f| f.expect("every image once an epoch")).collect::<Vec<bool>>()
+    };
+    let first = flips_of(0);
+    let mirrored = first.iter().filter(|&&f| f).count();
+    assert!((240..=360).contains(&mirrored), "{mirrored} of 600 mirrored in the first epoch");
+    for epoch in 1..4u64 {
+        let flips = flips_of(epoch);
+        let want: Vec<bool> = first.iter().map(|&f| f ^ (epoch % 2 == 1)).collect();
+        assert_eq!(flips, want, "epoch {epoch}");
+    }
+    // The crops stay random: the same image moves differently in two epochs.
+    let crops = |epoch| loader.plans_from(epoch, 0).flat_map(|p| p.augments).map(|a| (a.dx, a.dy)).collect::<Vec<_>>();
+    assert_ne!(crops(0), crops(2));
+}

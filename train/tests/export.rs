@@ -10,6 +10,7 @@ use cifar_onnxrt::ort::session::Session;
 use cifar_models::testdata::images as parity_input;
 use cifar_onnxrt::{Environment, Flavor};
 use cifar_train::export::{check_parity, run_ort, to_onnx_bytes, PARITY_TOLERANCE};
+use cifar_train::recipe::Tta;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,12 +43,12 @@ fn parity_for_all_seven_after_training_steps() -> Result<()> {
     let env = env();
     for name in cifar_models::MODEL_NAMES {
         let net = trained(name)?;
-        let bytes = to_onnx_bytes(&net, &ModelMetadata::for_model(name)?)?;
-        let parity = check_parity(&env, &net, &bytes, 8)?;
+        let bytes = to_onnx_bytes(&net, &ModelMetadata::for_model(name)?, Tta::None)?;
+        let parity = check_parity(&env, &net, Tta::None, &bytes, 8)?;
         assert!(parity.ok(), "{name}: max |diff| {:e} > {PARITY_TOLERANCE:e}", parity.max_abs_diff);
         // A dynamic batch dimension: 1 and 7 images run through the same file.
         for n in [1, 7] {
-            let p = check_parity(&env, &net, &bytes, n)?;
+            let p = check_parity(&env, &net, Tta::None, &bytes, n)?;
             assert!(p.ok(), "{name} batch {n}: {:e}", p.max_abs_diff);
         }
     }
@@ -58,13 +59,13 @@ fn parity_for_all_seven_after_training_steps() -> Result<()> {
 fn parity_check_detects_a_wrong_export() -> Result<()> {
     let env = env();
     let net = trained("resnet-light")?;
-    let bytes = to_onnx_bytes(&net, &ModelMetadata::for_model("resnet-light")?)?;
+    let bytes = to_onnx_bytes(&net, &ModelMetadata::for_model("resnet-light")?, Tta::None)?;
     // Change the network after exporting: the file no longer matches it.
     let w = net.tensor("conv1.weight").unwrap();
     let mut all: std::collections::HashMap<_, _> = net.named_tensors().into_iter().collect();
     all.insert("conv1.weight".into(), (w * 1.5)?);
     net.load(&all)?;
-    let parity = check_parity(&env, &net, &bytes, 8)?;
+    let parity = check_parity(&env, &net, Tta::None, &bytes, 8)?;
     assert!(!parity.ok(), "a changed stem must break parity ({:e})", parity.max_abs_diff);
     Ok(())
 }
@@ -78,7 +79,7 @@ fn metadata_round_trips_through_onnx_runtime() -> Result<()> {
     meta.test_acc_frac = Some(0.905);
     meta.epochs = Some(12);
     meta.source_commit = Some("0123abcd".into());
-    let bytes = to_onnx_bytes(&net, &meta)?;
+    let bytes = to_onnx_bytes(&net, &meta, Tta::None)?;
     let session = Session::builder(&env).unwrap().commit_from_memory(&bytes)?;
     let md = session.metadata()?;
     let keys = md.custom_keys()?;
@@ -102,7 +103,7 @@ fn files_pass_the_onnx_checker_and_fold_batch_norm() -> Result<()> {
     for name in ["vgg", "resnext-small", "densenet-small"] {
         let net = Network::new(cifar_models::build(name)?, 2, DType::F32, &Device::Cpu)?;
         let path = dir.path().join(format!("{name}.onnx"));
-        std::fs::write(&path, to_onnx_bytes(&net, &ModelMetadata::for_model(name)?)?)?;
+        std::fs::write(&path, to_onnx_bytes(&net, &ModelMetadata::for_model(name)?, Tta::None)?)?;
         files.push(path);
     }
     let script = r#"
@@ -131,7 +132,7 @@ for f in sys.argv[1:]:
 fn candle_onnx_simple_eval_agrees_on_vgg() -> Result<()> {
     use prost::Message;
     let net = trained("vgg")?;
-    let bytes = to_onnx_bytes(&net, &ModelMetadata::for_model("vgg")?)?;
+    let bytes = to_onnx_bytes(&net, &ModelMetadata::for_model("vgg")?, Tta::None)?;
     let model = candle_onnx::onnx::ModelProto::decode(bytes.as_slice())?;
     let x = Tensor::from_vec(parity_input(4, 9), (4, 3, 32, 32), &Device::Cpu)?;
     let inputs = std::collections::HashMap::from([("input".to_string(), x.clone())]);
@@ -161,7 +162,7 @@ fn cli_exports_a_checkpoint_with_parity() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("parity: max |logit difference|"));
     // The file holds the checkpoint's weights: ORT on it equals the trained network.
     let bytes = std::fs::read(&out_file)?;
-    assert!(check_parity(&env(), &net, &bytes, 3)?.ok());
+    assert!(check_parity(&env(), &net, Tta::None, &bytes, 3)?.ok());
     Ok(())
 }
 
@@ -188,4 +189,72 @@ fn cli_errors_are_clear() -> Result<()> {
     assert_eq!(out.status.code(), Some(2));
     assert!(!out_file.exists());
     Ok(())
+}
+
+/// A TTA export's logits are the mean of the candle forwards of the views (the image, its
+/// mirror, and for flip-translate both shifted one pixel down-right with edges repeated),
+/// computed here view by view; ONNX Runtime agrees, at any batch size; the metadata names the
+/// augmentation and counts every view's MACs.
+#[test]
+fn tta_exports_average_the_views() -> Result<()> {
+    let net = flip_sensitive("resnet-light")?;
+    let base = ModelMetadata::for_model("resnet-light")?;
+    for (tta, views) in [(Tta::Flip, 2u64), (Tta::FlipTranslate, 4)] {
+        let mut meta = base.clone();
+        cifar_train::export::describe_tta(&mut meta, tta);
+        assert_eq!(meta.tta.as_deref(), Some(tta.to_string().as_str()));
+        assert_eq!(meta.facts.macs_per_image, base.facts.macs_per_image * views);
+        let bytes = to_onnx_bytes(&net, &meta, tta)?;
+        for n in [1, 3] {
+            let input = parity_input(n, 21);
+            let x = Tensor::from_vec(input.clone(), (n, 3, 32, 32), &Device::Cpu)?;
+            let mirror = x.flip(&[3])?;
+            let mut shifted = vec![0f32; input.len()];
+            for (i, v) in shifted.iter_mut().enumerate() {
+                let (img, y, x) = (i / 1024, i % 1024 / 32, i % 32);
+                *v = input[img * 1024 + y.saturating_sub(1) * 32 + x.saturating_sub(1)];
+            }
+            let shifted = Tensor::from_vec(shifted, (n, 3, 32, 32), &Device::Cpu)?;
+            let mut view_list = vec![x.clone(), mirror];
+            if tta == Tta::FlipTranslate {
+                view_list.push(shifted.flip(&[3])?);
+                view_list.push(shifted);
+            }
+            let mut sum = net.forward_t(&view_list[0], false)?;
+            for v in &view_list[1..] {
+                sum = (sum + net.forward_t(v, false)?)?;
+            }
+            let want = (sum / view_list.len() as f64)?.flatten_all()?.to_vec1::<f32>()?;
+            let ours = cifar_train::tta::logits(&net, &x, tta)?.flatten_all()?.to_vec1::<f32>()?;
+            let theirs = run_ort(&env(), &bytes, &input, n)?;
+            for ((w, o), t) in want.iter().zip(&ours).zip(&theirs) {
+                assert!((w - o).abs() <= 1e-5, "{tta}: candle TTA {o} vs views by hand {w}");
+                assert!((w - t).abs() <= PARITY_TOLERANCE, "{tta}: ONNX Runtime {t} vs {w}");
+            }
+            // Augmenting changes the answer: the test would notice a graph that ignored it.
+            let plain = net.forward_t(&x, false)?.flatten_all()?.to_vec1::<f32>()?;
+            let moved = plain.iter().zip(&ours).map(|(p, o)| (p - o).abs()).fold(0f32, f32::max);
+            assert!(moved > 1e-3, "{tta}: TTA moved the logits by at most {moved}");
+        }
+        assert!(check_parity(&env(), &net, tta, &bytes, 3)?.ok());
+    }
+    Ok(())
+}
+
+/// A network trained to tell images whose left half is bright (class 0) from their mirror
+/// images (class 1): its logits move a lot under a flip, so a TTA graph that ignored the views
+/// could not pass for one that averages them.
+fn flip_sensitive(name: &str) -> Result<Network> {
+    let net = Network::new(cifar_models::build(name)?, 5, DType::F32, &Device::Cpu)?;
+    let noise = Tensor::from_vec(parity_input(8, 4), (8, 3, 32, 32), &Device::Cpu)?;
+    let left: Vec<f32> = (0..8 * 3 * 1024).map(|i| if i % 32 < 16 { 1.5 } else { -1.5 }).collect();
+    let left = Tensor::from_vec(left, (8, 3, 32, 32), &Device::Cpu)?;
+    let bright_left = (noise.narrow(0, 0, 4)? * 0.3 + left.narrow(0, 0, 4)?)?;
+    let x = Tensor::cat(&[bright_left.clone(), bright_left.flip(&[3])?], 0)?;
+    let y = Tensor::new(&[0u32, 0, 0, 0, 1, 1, 1, 1], &Device::Cpu)?;
+    let mut opt = AdamW::new(net.trainable_vars(), ParamsAdamW { lr: 3e-3, ..Default::default() })?;
+    for _ in 0..15 {
+        opt.backward_step(&cross_entropy(&net.forward_t(&x, true)?, &y)?)?;
+    }
+    Ok(net)
 }

@@ -105,14 +105,39 @@ fn full_run_writes_every_artifact_and_learns() {
 
 #[test]
 fn resume_after_sigkill_equals_an_uninterrupted_run() {
+    assert_resume_after_sigkill_is_exact(&[]);
+}
+
+/// The fast recipe's state (one-cycle position, EMA of the weights, alternating flips, the
+/// better of raw and EMA as best) survives a kill exactly as the seed recipe's does; SGD's
+/// momentum buffers too.
+#[test]
+fn a_resumed_fast_recipe_run_equals_an_uninterrupted_one() {
+    let fast = ["--recipe", "fast", "--warmup-epochs", "0.5", "--ema-decay", "0.9", "--clip-grad-norm", "5", "--label-smoothing", "0.2"];
+    let (_keep, dir) = assert_resume_after_sigkill_is_exact(&fast);
+    let m = metrics(&dir);
+    assert!(m.iter().all(|e| e["val_acc_ema"].is_number()), "the EMA is validated every epoch: {m:?}");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(["ema", "raw"].contains(&s["evaluated_weights"].as_str().unwrap()), "{s}");
+    assert_eq!(s["recipe"]["schedule"], "onecycle");
+    let sgd = ["--optimizer", "sgd", "--lr", "0.05", "--nesterov", "--weight-decay", "5e-4", "--flip", "alternating"];
+    assert_resume_after_sigkill_is_exact(&sgd);
+}
+
+/// Runs 3 epochs whole, and again killed (SIGKILL) after the first commit and resumed; the two
+/// give the same metrics, weights and test result. Returns the resumed run's folder (and the
+/// temporary folder that holds it).
+fn assert_resume_after_sigkill_is_exact(extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let with_extra = |out: &Path| [args(out.to_str().unwrap(), "3"), extra.iter().map(|s| s.to_string()).collect()].concat();
     let whole = tempfile::tempdir().unwrap();
-    let o = train(&args(whole.path().to_str().unwrap(), "3"));
+    let o = train(&with_extra(whole.path()));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let broken = tempfile::tempdir().unwrap();
-    let dir = broken.path().join("resnet-light");
+    let broken_dir = tempfile::tempdir().unwrap();
+    let broken = broken_dir.path().to_path_buf();
+    let dir = broken.join("resnet-light");
     let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
-        .args(args(broken.path().to_str().unwrap(), "3"))
+        .args(with_extra(&broken))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -139,14 +164,17 @@ fn resume_after_sigkill_equals_an_uninterrupted_run() {
         let _ = std::fs::remove_file(dir.join(f));
     }
 
-    let o = train(&[args(broken.path().to_str().unwrap(), "3"), vec!["--resume".into()]].concat());
+    let o = train(&[with_extra(&broken), vec!["--resume".into()]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let a = whole.path().join("resnet-light");
-    assert_eq!(deterministic(&metrics(&a)), deterministic(&metrics(&dir)));
-    // Bit-identical weights and identical test results.
-    assert_eq!(std::fs::read(a.join("last.safetensors")).unwrap(), std::fs::read(dir.join("last.safetensors")).unwrap());
+    assert_eq!(deterministic(&metrics(&a)), deterministic(&metrics(&dir)), "{extra:?}");
+    // Bit-identical weights, the same best checkpoint, identical test results.
+    for f in ["last.safetensors", "best.safetensors"] {
+        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(dir.join(f)).unwrap(), "{f} {extra:?}");
+    }
     let s = |d: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap() };
     assert_eq!(s(&a)["test_acc"], s(&dir)["test_acc"]);
+    (broken_dir, dir)
 }
 
 /// `--data-placement device` (the training set resident on the device, augmented there) is the
@@ -182,6 +210,47 @@ fn refuses_to_overwrite_another_run_and_to_resume_another_recipe() {
     let other = train(&[args(o, "2"), vec!["--resume".into(), "--lr".into(), "0.01".into()]].concat());
     assert_eq!(other.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&other.stderr).contains("lr:"));
+}
+
+/// A one-cycle run is shaped by its length: it cannot grow on --resume (a multistep run can).
+#[test]
+fn a_run_shaped_by_its_length_cannot_grow_on_resume() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let onecycle = |epochs| [args(o, epochs), ["--schedule", "onecycle"].map(String::from).to_vec()].concat();
+    assert!(train(&onecycle("1")).status.success());
+    let longer = train(&[onecycle("2"), vec!["--resume".into()]].concat());
+    assert_eq!(longer.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&longer.stderr);
+    assert!(err.contains("epochs: run has 1, asked 2") && err.contains("only multistep runs may grow"), "{err}");
+}
+
+/// Bad recipe values stop before anything is written, with status 2 and one line naming the
+/// flag; clap refuses unknown names of a schedule or optimizer the same way.
+#[test]
+fn bad_recipe_values_name_their_flag() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let cases: [(&str, &[&str], &str); 8] = [
+        ("2", &["--label-smoothing", "-0.1"], "--label-smoothing"),
+        ("2", &["--ema-decay", "1"], "--ema-decay"),
+        ("2", &["--warmup-epochs", "5"], "--warmup-epochs"),
+        ("0", &[], "--epochs"),
+        ("2", &["--lr", "0"], "--lr"),
+        ("2", &["--lr", "-1"], "--lr"),
+        ("2", &["--schedule", "linear"], "--schedule"),
+        ("2", &["--optimizer", "adam"], "--optimizer"),
+    ];
+    for (epochs, flags, flag) in cases {
+        let o = train(&[args(o, epochs), flags.iter().map(|s| s.to_string()).collect()].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(flag), "{flags:?}: {err}");
+        if !flag.starts_with("--schedule") && !flag.starts_with("--optimizer") {
+            assert_eq!(err.trim().lines().count(), 1, "{flags:?}: {err}");
+        }
+    }
+    assert!(!out.path().join("resnet-light").exists(), "nothing written");
 }
 
 #[test]

@@ -1,16 +1,15 @@
-//! `train --model NAME`: a training run with the seed recipe, overridden by the flags given.
+//! `train --model NAME`: a training run with the `--recipe` preset (seed by default),
+//! overridden by the flags given.
 
 use crate::cli::{DataPlacement, KernelChoice, Precision, TrainArgs};
 use cifar_models::nn::Kernels;
 use anyhow::{bail, Result};
 use cifar_train::fit::{self, TrainOptions};
-use cifar_train::recipe::Recipe;
 use cifar_train::run_folder::run_dir;
 
 pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
     cifar_models::info(model)?;
-    let mut recipe = Recipe::seed(model);
-    args.recipe.apply(&mut recipe);
+    let recipe = args.recipe.recipe_for(model);
     recipe.check()?;
     if let Some(n) = args.threads {
         if n == 0 {

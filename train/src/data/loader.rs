@@ -10,6 +10,7 @@
 use super::augment::{Augment, Normalizer};
 use super::cifar::{Records, IMAGE_BYTES};
 use super::{DataError, Result};
+use crate::recipe::FlipMode;
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +22,8 @@ use std::thread::JoinHandle;
 const AUGMENT_DOMAIN: u64 = 0x6175_676d_656e_7421;
 /// ChaCha words one sample's [`Augment`] consumes (two `u64`).
 const WORDS_PER_SAMPLE: u128 = 4;
+/// Keeps the alternating flips' first-epoch coin apart from the other streams.
+const FLIP_DOMAIN: u64 = 0x666c_6970_7321_2121;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoaderConfig {
@@ -29,6 +32,8 @@ pub struct LoaderConfig {
     pub shuffle: bool,
     /// Random flip + crop (training); otherwise normalise only.
     pub augment: bool,
+    /// How the augmentation flips: a coin per sample and epoch, or alternating per image.
+    pub flip: FlipMode,
     pub seed: u64,
     /// Background threads; 0 prepares each batch on the caller's thread when it is asked for.
     pub workers: usize,
@@ -43,6 +48,7 @@ impl LoaderConfig {
             batch_size: 128,
             shuffle: true,
             augment: true,
+            flip: FlipMode::Random,
             seed,
             workers: 2,
             prefetch: 2,
@@ -215,7 +221,16 @@ impl Inner {
             let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ AUGMENT_DOMAIN);
             rng.set_stream(epoch);
             rng.set_word_pos(first as u128 * WORDS_PER_SAMPLE);
-            ids.iter().map(|_| Augment::from_words(rng.next_u64(), rng.next_u64())).collect()
+            let flip = |id: u32, coin: bool| match self.config.flip {
+                FlipMode::Random => coin,
+                FlipMode::Alternating => first_epoch_flip(self.config.seed, id) ^ (epoch % 2 == 1),
+            };
+            ids.iter()
+                .map(|&id| {
+                    let aug = Augment::from_words(rng.next_u64(), rng.next_u64());
+                    Augment { flip: flip(id, aug.flip), ..aug }
+                })
+                .collect()
         } else {
             vec![Augment::NONE; ids.len()]
         };
@@ -232,6 +247,15 @@ impl Inner {
         }
         Batch { index, len: plan.ids.len(), images, labels }
     }
+}
+
+/// Whether image `id` is mirrored in the first epoch of alternating flips: a fair coin per
+/// image from `seed` (splitmix64's finaliser), independent of where the image falls.
+fn first_epoch_flip(seed: u64, id: u32) -> bool {
+    let mut z = (seed ^ FLIP_DOMAIN).wrapping_add((id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) >> 63 == 1
 }
 
 /// The batches of one epoch, in order. Dropping it early stops its workers.

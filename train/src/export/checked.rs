@@ -3,6 +3,7 @@
 
 use super::{check_parity, to_onnx_bytes, ExportError, Parity};
 use crate::files;
+use crate::recipe::Tta;
 use candle_core::{DType, Device};
 use cifar_models::metadata::ModelMetadata;
 use cifar_models::nn::Network;
@@ -31,9 +32,9 @@ pub struct Exported {
     pub parity: Option<Parity>,
 }
 
-/// Exports `net` with `meta` to `dest` (atomically), after the parity check `check` asks
-/// for; a failed check writes nothing.
-pub fn export_checked(net: &Network, meta: &ModelMetadata, check: ParityCheck, dest: &Path) -> Result<Exported, ExportError> {
+/// Exports `net` with `meta` to `dest` (atomically), averaging the views of `tta` inside the
+/// graph, after the parity check `check` asks for; a failed check writes nothing.
+pub fn export_checked(net: &Network, meta: &ModelMetadata, tta: Tta, check: ParityCheck, dest: &Path) -> Result<Exported, ExportError> {
     let cpu_copy;
     let net = if net.device().is_cpu() && net.compute_dtype() == net.dtype() {
         net
@@ -42,9 +43,11 @@ pub fn export_checked(net: &Network, meta: &ModelMetadata, check: ParityCheck, d
         cpu_copy = on_cpu(net).map_err(ExportError::Forward)?;
         &cpu_copy
     };
-    let bytes = to_onnx_bytes(net, meta)?;
+    let mut meta = meta.clone();
+    super::describe_tta(&mut meta, tta);
+    let bytes = to_onnx_bytes(net, &meta, tta)?;
     let parity = match ort_environment(check, dest)? {
-        Some(env) => Some(check_parity(&env, net, &bytes, PARITY_BATCH)?),
+        Some(env) => Some(check_parity(&env, net, tta, &bytes, PARITY_BATCH)?),
         None => None,
     };
     if let Some(p) = parity.filter(|p| !p.ok()) {

@@ -10,6 +10,7 @@ use cifar_models::metadata::ModelMetadata;
 use cifar_models::nn::Network;
 use cifar_models::spec::{Graph, NodeId, Op, BN_EPS};
 use cifar_models::{FusionPlan, Step};
+use crate::recipe::Tta;
 
 pub const OPSET: i64 = 17;
 /// ONNX IR version 8 is the one that goes with opset 17 (ONNX 1.12).
@@ -33,6 +34,16 @@ fn node(op: &str, name: &str, inputs: &[&str], output: &str, attribute: Vec<Attr
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: vec![output.into()],
         attribute,
+        ..Default::default()
+    }
+}
+
+fn int_initializer(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: DataType::Int64 as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     }
 }
@@ -100,19 +111,22 @@ struct Builder<'a> {
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     value: Vec<Option<String>>,
+    /// The ONNX name of the network's logits (`logits`, or the per-view logits under TTA).
+    output: String,
 }
 
 impl<'a> Builder<'a> {
-    fn new(net: &'a Network) -> Self {
+    /// A builder whose network reads `input` and writes `output`.
+    fn new(net: &'a Network, input: &str, output: &str) -> Self {
         let graph = net.graph();
         let mut value = vec![None; graph.nodes.len()];
-        value[0] = Some(INPUT.to_string());
-        Self { net, graph, nodes: Vec::new(), inits: Vec::new(), value }
+        value[0] = Some(input.to_string());
+        Self { net, graph, nodes: Vec::new(), inits: Vec::new(), value, output: output.to_string() }
     }
 
-    /// The ONNX name of node `id`'s output (the graph's output is always `logits`).
+    /// The ONNX name of node `id`'s output.
     fn out_name(&self, id: NodeId) -> String {
-        if id == self.graph.output { OUTPUT.to_string() } else { self.graph.nodes[id].name.clone() }
+        if id == self.graph.output { self.output.clone() } else { self.graph.nodes[id].name.clone() }
     }
 
     fn input_names(&self, id: NodeId) -> Result<Vec<String>> {
@@ -255,17 +269,79 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The test-time views of the input stacked along the batch (`tta::views`' order), and the
+/// mean of their logits: nodes before and after the network.
+impl Builder<'_> {
+    const VIEWS: &'static str = "tta.views";
+    const VIEW_LOGITS: &'static str = "tta.logits";
+
+    fn slice(&mut self, name: &str, input: &str, axes: &[i64], starts: &[i64], ends: &[i64], steps: &[i64]) -> String {
+        let mut ins = vec![input.to_string()];
+        for (part, v) in [("starts", starts), ("ends", ends), ("axes", axes), ("steps", steps)] {
+            let init = format!("{name}.{part}");
+            self.inits.push(int_initializer(&init, v));
+            ins.push(init);
+        }
+        let ins: Vec<&str> = ins.iter().map(String::as_str).collect();
+        self.nodes.push(node("Slice", name, &ins, name, vec![]));
+        name.to_string()
+    }
+
+    fn flip(&mut self, name: &str, input: &str) -> String {
+        self.slice(name, input, &[3], &[-1], &[i64::MIN], &[-1])
+    }
+
+    /// One pixel down and right, the first row and column repeated (`tta::translate`).
+    fn translate(&mut self, name: &str, input: &str, side: i64) -> String {
+        let pads = format!("{name}.pads");
+        self.inits.push(int_initializer(&pads, &[0, 0, 1, 1, 0, 0, 0, 0]));
+        let padded = format!("{name}.padded");
+        let edge = AttributeProto { name: "mode".into(), r#type: AttributeType::String as i32, s: b"edge".to_vec(), ..Default::default() };
+        self.nodes.push(node("Pad", &padded, &[input, &pads], &padded, vec![edge]));
+        self.slice(name, &padded, &[2, 3], &[0, 0], &[side, side], &[1, 1])
+    }
+
+    fn tta_views(&mut self, tta: Tta, side: i64) {
+        let mut views = vec![INPUT.to_string(), self.flip("tta.flip", INPUT)];
+        if tta == Tta::FlipTranslate {
+            let shifted = self.translate("tta.shift", INPUT, side);
+            views.push(self.flip("tta.shift_flip", &shifted));
+            views.push(shifted);
+        }
+        let ins: Vec<&str> = views.iter().map(String::as_str).collect();
+        self.nodes.push(node("Concat", Self::VIEWS, &ins, Self::VIEWS, vec![attr_int("axis", 0)]));
+    }
+
+    fn tta_mean(&mut self, tta: Tta, classes: usize) {
+        let shape = "tta.shape";
+        self.inits.push(int_initializer(shape, &[tta.views() as i64, -1, classes as i64]));
+        let stacked = "tta.stacked";
+        self.nodes.push(node("Reshape", stacked, &[Self::VIEW_LOGITS, shape], stacked, vec![]));
+        let mean_attrs = vec![attr_ints("axes", &[0]), attr_int("keepdims", 0)];
+        self.nodes.push(node("ReduceMean", "tta.mean", &[stacked], OUTPUT, mean_attrs));
+    }
+}
+
 /// Builds the evaluation-mode ONNX model of `net` with `meta` in `metadata_props`, walking the
 /// same [`FusionPlan`] the candle interpreter runs (a conv + batch norm step becomes one folded
-/// Conv).
-pub fn to_model_proto(net: &Network, meta: &ModelMetadata) -> Result<ModelProto> {
+/// Conv). With `tta`, the graph runs the network on the test-time views of its input and
+/// returns the mean of their logits, as `tta::logits` does.
+pub fn to_model_proto(net: &Network, meta: &ModelMetadata, tta: Tta) -> Result<ModelProto> {
     let graph = net.graph();
-    let mut b = Builder::new(net);
+    let averaged = tta != Tta::None;
+    let (input, output) = if averaged { (Builder::VIEWS, Builder::VIEW_LOGITS) } else { (INPUT, OUTPUT) };
+    let mut b = Builder::new(net, input, output);
+    if averaged {
+        b.tta_views(tta, graph.input_shape().dims()[2] as i64);
+    }
     for step in &FusionPlan::new(graph).steps {
         b.step(step)?;
     }
-    if b.value[graph.output].as_deref() != Some(OUTPUT) {
+    if b.value[graph.output].as_deref() != Some(output) {
         return unsupported("the graph's output is not produced by a node the exporter can name");
+    }
+    if averaged {
+        b.tta_mean(tta, graph.output_shape().dims()[0]);
     }
     let onnx_graph = GraphProto {
         name: graph.name.clone(),

@@ -13,6 +13,7 @@ pub use graph::{to_model_proto, INPUT, IR_VERSION, OPSET, OUTPUT};
 pub use parity::{check as check_parity, run_ort, Parity, PARITY_TOLERANCE};
 
 use crate::files::{BoxError, FileError};
+use crate::recipe::Tta;
 use cifar_models::metadata::ModelMetadata;
 use cifar_models::nn::Network;
 use prost::Message;
@@ -41,8 +42,17 @@ pub enum ExportError {
     File(#[from] FileError),
 }
 
-/// Serialised ONNX bytes of `net` in evaluation form.
-pub fn to_onnx_bytes(net: &Network, meta: &ModelMetadata) -> Result<Vec<u8>, ExportError> {
-    let proto = to_model_proto(net, meta).map_err(|e| ExportError::Graph { model: meta.model.clone(), source: e.into() })?;
+/// Serialised ONNX bytes of `net` in evaluation form, averaging the views of `tta`.
+pub fn to_onnx_bytes(net: &Network, meta: &ModelMetadata, tta: Tta) -> Result<Vec<u8>, ExportError> {
+    let proto = to_model_proto(net, meta, tta).map_err(|e| ExportError::Graph { model: meta.model.clone(), source: e.into() })?;
     Ok(proto.encode_to_vec())
+}
+
+/// `meta` for a graph with `tta` built in: it names the augmentation and counts the MACs of
+/// every view's forward pass.
+pub fn describe_tta(meta: &mut ModelMetadata, tta: Tta) {
+    if tta != Tta::None && meta.tta.is_none() {
+        meta.tta = Some(tta.to_string());
+        meta.facts.macs_per_image *= tta.views() as u64;
+    }
 }

@@ -3,7 +3,7 @@
 use super::graph::{INPUT, OUTPUT};
 use super::ExportError;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::ModuleT;
+use crate::recipe::Tta;
 use cifar_models::nn::Network;
 use cifar_onnxrt::ort::session::Session;
 use cifar_onnxrt::ort::value::TensorRef;
@@ -25,10 +25,11 @@ impl Parity {
     }
 }
 
-/// Runs `onnx` through ONNX Runtime and `net` (eval mode) on the same batch of `n` images.
-pub fn check(env: &Environment, net: &Network, onnx: &[u8], n: usize) -> Result<Parity, ExportError> {
+/// Runs `onnx` through ONNX Runtime and `net` (eval mode, the views of `tta` averaged) on the
+/// same batch of `n` images.
+pub fn check(env: &Environment, net: &Network, tta: Tta, onnx: &[u8], n: usize) -> Result<Parity, ExportError> {
     let input = parity_input(n, 17);
-    let ours = candle_logits(net, &input, n).map_err(ExportError::Forward)?;
+    let ours = candle_logits(net, tta, &input, n).map_err(ExportError::Forward)?;
     let theirs = run_ort(env, onnx, &input, n)?;
     if ours.len() != theirs.len() {
         return Err(ExportError::LogitCount { ours: ours.len(), theirs: theirs.len() });
@@ -37,9 +38,9 @@ pub fn check(env: &Environment, net: &Network, onnx: &[u8], n: usize) -> Result<
     Ok(Parity { batch: n, max_abs_diff })
 }
 
-fn candle_logits(net: &Network, input: &[f32], n: usize) -> candle_core::Result<Vec<f32>> {
+fn candle_logits(net: &Network, tta: Tta, input: &[f32], n: usize) -> candle_core::Result<Vec<f32>> {
     let x = Tensor::from_slice(input, (n, 3, 32, 32), &Device::Cpu)?.to_dtype(net.dtype())?.to_device(net.device())?;
-    net.forward_t(&x, false)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()
+    crate::tta::logits(net, &x, tta)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()
 }
 
 /// Logits from ONNX Runtime on the CPU execution provider, for a batch of `n` images.

@@ -6,8 +6,11 @@
 //! A field added later needs `#[serde(default)]` (or a default function), so that runs
 //! written before it still load and resume.
 
+mod ingredients;
 mod overrides;
+mod schedule;
 
+pub use ingredients::{FlipMode, OptimizerKind, Preset, Schedule, Tta};
 pub use overrides::{show_default, with_recipe_defaults, RecipeOverrides};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +45,47 @@ pub struct Recipe {
     pub limit_train: Option<usize>,
     /// Use only the first N images of the validation and test sets.
     pub limit_eval: Option<usize>,
+    /// The preset the other fields started from (`--recipe`); informative only.
+    #[serde(default)]
+    pub preset: Preset,
+    /// How the learning rate moves: per epoch at the milestones, or per batch (cosine,
+    /// one-cycle) over the whole run.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Epochs (fractions allowed) of linear warm-up from 0 to `lr`, before the schedule.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Where cosine and one-cycle end, as a fraction of `lr`.
+    #[serde(default)]
+    pub final_lr_frac: f64,
+    /// Weight of the uniform distribution mixed into the one-hot targets.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Decay of the exponential moving average of the weights and BatchNorm statistics
+    /// (0: none).
+    #[serde(default)]
+    pub ema_decay: f64,
+    /// Test-time augmentation of validation and test (and of an export that asks for it).
+    #[serde(default)]
+    pub tta: Tta,
+    /// Largest global L2 norm of the gradients; larger ones are scaled down (0: no clipping).
+    #[serde(default)]
+    pub clip_grad_norm: f64,
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// SGD momentum (AdamW uses `beta1`).
+    #[serde(default = "seed_momentum")]
+    pub momentum: f64,
+    /// SGD with Nesterov momentum.
+    #[serde(default)]
+    pub nesterov: bool,
+    /// Horizontal flips of the training augmentation.
+    #[serde(default)]
+    pub flip: FlipMode,
+}
+
+fn seed_momentum() -> f64 {
+    0.9
 }
 
 impl Recipe {
@@ -64,6 +108,46 @@ impl Recipe {
             split_seed: 42,
             limit_train: None,
             limit_eval: None,
+            preset: Preset::Seed,
+            schedule: Schedule::Multistep,
+            warmup_epochs: 0.0,
+            final_lr_frac: 0.0,
+            label_smoothing: 0.0,
+            ema_decay: 0.0,
+            tta: Tta::None,
+            clip_grad_norm: 0.0,
+            optimizer: OptimizerKind::Adamw,
+            momentum: seed_momentum(),
+            nesterov: false,
+            flip: FlipMode::Random,
+        }
+    }
+
+    /// The compute-efficient preset (`--recipe fast`): the seed's AdamW and batch under a
+    /// one-cycle schedule with warm-up, label smoothing, an EMA of the weights, alternating
+    /// flips and flip test-time augmentation, for 25 epochs. Chosen by the sweep in
+    /// `benches/sweep-recipe.sh` (its table is in the README).
+    pub fn fast(model: &str) -> Self {
+        Self {
+            preset: Preset::Fast,
+            epochs: 25,
+            milestones: Vec::new(),
+            schedule: Schedule::Onecycle,
+            warmup_epochs: 2.0,
+            final_lr_frac: 0.0,
+            label_smoothing: 0.1,
+            ema_decay: 0.999,
+            tta: Tta::Flip,
+            flip: FlipMode::Alternating,
+            ..Self::seed(model)
+        }
+    }
+
+    /// The preset's recipe for `model`.
+    pub fn preset(preset: Preset, model: &str) -> Self {
+        match preset {
+            Preset::Seed => Self::seed(model),
+            Preset::Fast => Self::fast(model),
         }
     }
 
@@ -78,13 +162,22 @@ impl Recipe {
     pub fn check(&self) -> Result<(), RecipeError> {
         let positive = |v: f64| v > 0.0 && v.is_finite();
         let fraction = |v: f64| (0.0..1.0).contains(&v);
-        let rules: [(&'static str, bool, &'static str); 6] = [
+        let non_negative = |v: f64| v >= 0.0 && v.is_finite();
+        let rules: [(&'static str, bool, &'static str); 14] = [
             ("epochs", self.epochs >= 1, "at least 1"),
             ("batch-size", self.batch_size >= 1, "at least 1"),
             ("lr", positive(self.lr), "a positive number"),
+            ("weight-decay", non_negative(self.weight_decay), "0 or more"),
             ("beta1", fraction(self.beta1), "in [0, 1)"),
             ("beta2", fraction(self.beta2), "in [0, 1)"),
             ("eps", positive(self.eps), "a positive number"),
+            ("gamma", positive(self.gamma), "a positive number"),
+            ("warmup-epochs", non_negative(self.warmup_epochs) && self.warmup_epochs < self.epochs as f64, "0 or more and shorter than --epochs"),
+            ("final-lr-frac", (0.0..=1.0).contains(&self.final_lr_frac), "in [0, 1]"),
+            ("label-smoothing", fraction(self.label_smoothing), "in [0, 1)"),
+            ("ema-decay", fraction(self.ema_decay), "in [0, 1) (0: no EMA)"),
+            ("clip-grad-norm", non_negative(self.clip_grad_norm), "0 or more (0: no clipping)"),
+            ("momentum", fraction(self.momentum), "in [0, 1)"),
         ];
         match rules.into_iter().find(|(_, ok, _)| !ok) {
             Some((flag, _, expected)) => Err(RecipeError { flag, expected }),
@@ -92,22 +185,25 @@ impl Recipe {
         }
     }
 
-    /// MultiStepLR, stepped once per epoch: the learning rate used during `epoch` (0-based).
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        let passed = self.milestones.iter().filter(|&&m| epoch >= m).count();
-        self.lr * self.gamma.powi(passed as i32)
-    }
-
-    /// Differences that make a run folder's recipe incompatible with this one for `--resume`
-    /// (the number of epochs may grow).
+    /// Differences that make a run folder's recipe incompatible with this one for `--resume`.
+    /// The number of epochs may grow under the multistep schedule only: cosine and one-cycle
+    /// are shaped by the run's length, so a longer run would not continue the same curve.
     pub fn resume_conflicts(&self, saved: &Recipe) -> Vec<String> {
         let mut a = serde_json::to_value(self).expect("recipe serialises");
         let mut b = serde_json::to_value(saved).expect("recipe serialises");
+        let epochs_may_change = self.schedule == Schedule::Multistep && saved.schedule == Schedule::Multistep;
         for v in [&mut a, &mut b] {
-            v.as_object_mut().expect("object").remove("epochs");
+            if epochs_may_change {
+                v.as_object_mut().expect("object").remove("epochs");
+            }
         }
         let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
-        a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: run has {}, asked {v}", b[k])).collect()
+        let why = |k: &str| match k {
+            "epochs" => " (a cosine or one-cycle schedule is shaped by the run's length; only multistep runs may grow)",
+            _ => "",
+        };
+        let saved_value = |k: &str| b.get(k).map_or("nothing".to_string(), |v| v.to_string());
+        a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: run has {}, asked {v}{}", saved_value(k), why(k))).collect()
     }
 }
 
@@ -116,13 +212,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_schedule_steps_at_50_and_75() {
-        let r = Recipe::seed("resnet-light");
-        let lrs: Vec<f64> = [0, 49, 50, 74, 75, 99].iter().map(|&e| r.lr_at(e)).collect();
-        let want = [3e-3, 3e-3, 3e-4, 3e-4, 3e-5, 3e-5];
-        for (got, want) in lrs.iter().zip(want) {
-            assert!((got - want).abs() < 1e-15, "{lrs:?}");
-        }
+    fn seed_milestones_sit_at_half_and_three_quarters() {
         assert_eq!(Recipe::scaled_milestones(100), vec![50, 75]);
         assert_eq!(Recipe::scaled_milestones(30), vec![15, 22]);
         assert_eq!(Recipe::scaled_milestones(1), Vec::<usize>::new());
@@ -166,5 +256,34 @@ mod tests {
         let c = a.resume_conflicts(&b);
         assert_eq!(c.len(), 1);
         assert!(c[0].starts_with("lr:"), "{c:?}");
+    }
+
+    #[test]
+    fn a_run_shaped_by_its_length_cannot_grow() {
+        let a = Recipe::fast("resnet-light");
+        let mut b = a.clone();
+        assert!(a.resume_conflicts(&b).is_empty());
+        b.epochs = 30;
+        let c = b.resume_conflicts(&a);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].starts_with("epochs: run has 25, asked 30 (a cosine or one-cycle"), "{c:?}");
+    }
+
+    #[test]
+    fn the_new_fields_refuse_bad_values_naming_their_flag() {
+        let bad: [(&str, fn(&mut Recipe)); 6] = [
+            ("label-smoothing", |r| r.label_smoothing = -0.1),
+            ("ema-decay", |r| r.ema_decay = 1.0),
+            ("warmup-epochs", |r| r.warmup_epochs = r.epochs as f64),
+            ("clip-grad-norm", |r| r.clip_grad_norm = -1.0),
+            ("momentum", |r| r.momentum = 1.0),
+            ("final-lr-frac", |r| r.final_lr_frac = 1.5),
+        ];
+        for (flag, spoil) in bad {
+            let mut r = Recipe::fast("vgg");
+            assert_eq!(r.check(), Ok(()));
+            spoil(&mut r);
+            assert_eq!(r.check().unwrap_err().flag, flag);
+        }
     }
 }

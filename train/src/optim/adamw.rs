@@ -26,22 +26,32 @@ impl AdamW {
         self.step
     }
 
+    pub(super) fn vars(&self) -> Vec<Var> {
+        self.params.iter().map(|(_, p)| p.clone()).collect()
+    }
+
     /// One update with learning rate `lr` from the gradients in `grads`.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step_scaled(grads, lr, 1.0)
+    }
+
+    /// One update from the gradients multiplied by `grad_scale` (gradient clipping).
+    pub fn step_scaled(&mut self, grads: &GradStore, lr: f64, grad_scale: f64) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2 = 1.0 - self.beta2.powi(t);
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
+            let g = &super::scaled(g, grad_scale)?;
             let m = ((&self.m[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let denom = ((v.sqrt()? / bc2.sqrt())? + self.eps)?;
             let decayed = (p.as_tensor() * (1.0 - lr * self.weight_decay))?;
             let next = (decayed - ((&m / denom)? * (lr / bc1))?)?;
             p.set(&next)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            self.m[i] = m.detach();
+            self.v[i] = v.detach();
         }
         Ok(())
     }
@@ -59,14 +69,8 @@ impl AdamW {
     /// Restores the moments and the step count saved by [`Self::moments`].
     pub fn restore(&mut self, moments: &std::collections::HashMap<String, Tensor>, step: u64) -> Result<()> {
         for (i, (name, p)) in self.params.iter().enumerate() {
-            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let key = format!("{prefix}.{name}");
-                let t = moments.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("optimizer state lacks {key}")))?;
-                if t.dims() != p.dims() {
-                    candle_core::bail!("optimizer state {key} has shape {:?}, expected {:?}", t.dims(), p.dims());
-                }
-                *slot = t.to_dtype(p.dtype())?.to_device(p.device())?;
-            }
+            self.m[i] = super::restored(moments, &format!("m.{name}"), p)?;
+            self.v[i] = super::restored(moments, &format!("v.{name}"), p)?;
         }
         self.step = step;
         Ok(())
