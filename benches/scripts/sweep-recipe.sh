@@ -8,7 +8,8 @@
 #   benches/scripts/sweep-recipe.sh MODEL DATA_DIR OUT [EPOCHS] [TRAIN_IMAGES] [VAL_IMAGES]
 #
 # Defaults: 4 epochs of 15,000 training images, 2,000 validation images. Finished runs are
-# kept and skipped on a second call, so an interrupted sweep continues where it stopped.
+# kept and skipped on a second call, so an interrupted sweep continues where it stopped;
+# REPORT_ONLY=1 writes the table and the chart from the runs finished so far, training none.
 # Candidates: the CANDIDATES table below (name, then the flags over the preset it names).
 set -euo pipefail
 model="${1:?model}"; data="${2:?data dir}"; out="${3:?output folder}"
@@ -29,6 +30,7 @@ CANDIDATES=(
 )
 
 mkdir -p "$out"
+[ -n "${REPORT_ONLY:-}" ] && CANDIDATES=()
 for entry in "${CANDIDATES[@]}"; do
   name="${entry%%|*}"; flags="${entry#*|}"
   dir="$out/$name"

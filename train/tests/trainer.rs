@@ -293,15 +293,23 @@ fn synthetic_subcommand_writes_a_readable_set() {
 }
 
 /// The portable building blocks (candle's generic ops: the CUDA path) train end to end on the
-/// CPU: the same short run as on the fast path learns, exports and passes the parity check.
-/// Their accuracies are compared loosely: after 20 steps f32 runs on two op sets have already
-/// taken different rounding paths (measured: 2 epochs of 640 images, val 0.72 fast vs 0.50
-/// portable, train 0.97 vs 0.93), so this checks that the portable run learns, not the digits.
+/// CPU as the fast ones do: a short run to convergence on the synthetic set (640 images,
+/// batch 32, 5 epochs, the rate ×0.1 for the last) ends within 2 points of the fast path's
+/// validation accuracy, and its export passes the parity check. Shorter runs do not settle:
+/// after tens of f32 steps the two paths have taken different rounding paths and their
+/// accuracies swing apart before both converge (measured, 320 images in batches of 16 for 6
+/// epochs: fast 1.000, portable 0.922). This is the slowest test (candle's conv backward on
+/// the CPU: about 6 images/s against the fast path's 90).
 #[test]
-fn the_portable_kernels_train_and_export() {
+fn a_short_portable_run_learns_as_the_fast_one() {
     let run = |kernels: &str| {
         let out = tempfile::tempdir().unwrap();
-        let mut a = args(out.path().to_str().unwrap(), "2");
+        let mut a = args(out.path().to_str().unwrap(), "5");
+        let at = |a: &[String], flag: &str| a.iter().position(|x| x == flag).unwrap() + 1;
+        for (flag, value) in [("--limit-train", "640"), ("--limit-eval", "256"), ("--milestones", "4")] {
+            let i = at(&a, flag);
+            a[i] = value.to_string();
+        }
         a.extend(["--kernels", kernels].map(String::from));
         let o = train(&a);
         assert!(o.status.success(), "{kernels}: {}", String::from_utf8_lossy(&o.stderr));
@@ -311,9 +319,8 @@ fn the_portable_kernels_train_and_export() {
         metrics(&dir)
     };
     let (fast, portable) = (run("fast"), run("portable"));
-    let at = |m: &[Value], i: usize, k: &str| m[i][k].as_f64().unwrap();
-    assert!(at(&portable, 1, "train_loss") < at(&portable, 0, "train_loss"), "portable training loss should fall");
-    let first_loss = (at(&fast, 0, "train_loss") - at(&portable, 0, "train_loss")).abs();
-    assert!(first_loss < 0.1 * at(&fast, 0, "train_loss"), "first epochs differ too much: {fast:?} vs {portable:?}");
-    assert!(at(&portable, 1, "train_acc") > 0.5 * at(&fast, 1, "train_acc"), "{fast:?} vs {portable:?}");
+    let final_val = |m: &[Value]| m.last().unwrap()["val_acc"].as_f64().unwrap();
+    let (f, p) = (final_val(&fast), final_val(&portable));
+    assert!(f >= 0.9 && p >= 0.9, "both should learn the synthetic classes: fast {f}, portable {p}");
+    assert!((f - p).abs() <= 0.02, "validation accuracy fast {f} vs portable {p}: {fast:?} vs {portable:?}");
 }

@@ -149,6 +149,10 @@ pub struct ModelInfo<'a> {
     pub device: String,
     pub threads: usize,
     pub source_commit: Option<&'a str>,
+    /// Test-time augmentation inside the graph (`flip`, `flip-translate`); `macs_per_image`
+    /// counts every view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +182,7 @@ impl<'a> ModelInfo<'a> {
             device: model.device.to_string(),
             threads: model.threads,
             source_commit: m.source_commit.as_deref(),
+            tta: m.tta.as_deref(),
         }
     }
 }
