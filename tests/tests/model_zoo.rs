@@ -12,7 +12,10 @@ use common::{get, post, repo_root, Server};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const DEFAULT_MODEL: &str = "resnet-light";
+/// The zoo's default model, named in `model-zoo/DEFAULT` (which `scripts/serve-zoo.sh` reads).
+fn default_model() -> String {
+    std::fs::read_to_string(zoo().join("DEFAULT")).expect("model-zoo/DEFAULT names the default model").trim().to_string()
+}
 /// ±2 points on 1,000 images: sampling noise of a 1,000-image subset (σ ≈ 1.1 pt at 85 %)
 /// plus the fixture's JPEG re-encoding.
 const TOLERANCE: f64 = 0.02;
@@ -37,7 +40,7 @@ fn served_zoo() -> Server {
     for f in shipped() {
         std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
     }
-    Server::start(&dir, &["--default", DEFAULT_MODEL])
+    Server::start(&dir, &["--default", &default_model()])
 }
 
 /// The fixture's images as PNG files (lossless from the decoded sprite) and their labels.
@@ -70,9 +73,10 @@ fn summary_of(onnx: &Path) -> Value {
 
 #[test]
 fn the_default_model_classifies_the_first_1000_test_images_as_its_metadata_says() {
-    assert!(shipped().iter().any(|p| p.file_stem().unwrap() == DEFAULT_MODEL), "model-zoo/{DEFAULT_MODEL}.onnx is shipped");
+    let default = default_model();
+    assert!(shipped().iter().any(|p| p.file_stem().unwrap() == default.as_str()), "model-zoo/{default}.onnx is shipped");
     let server = served_zoo();
-    let info = get(&server.u(&format!("/v1/models/{DEFAULT_MODEL}"))).json();
+    let info = get(&server.u(&format!("/v1/models/{default}"))).json();
     let claimed = info["test_acc"].as_f64().expect("the shipped model carries its test accuracy");
 
     let (images, labels) = fixture();
@@ -84,14 +88,14 @@ fn the_default_model_classifies_the_first_1000_test_images_as_its_metadata_says(
         let r = post(&server.u("/v1/classify?top_k=1"), "application/json", body.as_bytes());
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();
-        assert_eq!(v["model"], DEFAULT_MODEL);
+        assert_eq!(v["model"], default.as_str());
         for (i, &t) in truth.iter().enumerate() {
             let best = v["results"][i]["predictions"][0]["class_id"].as_u64().expect("a prediction per image");
             right += (best == t as u64) as usize;
         }
     }
     let acc = right as f64 / labels.len() as f64;
-    eprintln!("{DEFAULT_MODEL}: {acc:.3} on the first 1,000 test images over HTTP; metadata says {claimed:.4} on 10,000");
+    eprintln!("{default}: {acc:.3} on the first 1,000 test images over HTTP; metadata says {claimed:.4} on 10,000");
     assert!((acc - claimed).abs() <= TOLERANCE, "HTTP accuracy {acc:.3} vs metadata test accuracy {claimed:.4}");
 }
 
