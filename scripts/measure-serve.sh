@@ -9,7 +9,9 @@
 # MODELS_DIR defaults to model-zoo/, SECONDS (per run) to 10, IMAGE to model-zoo/cat.png (a
 # 32×32 test image). Builds (cargo/rustc) load the cores: the script waits up to 10 minutes for
 # none to run (MEASURE_WAIT_STEPS=N: N×5 s instead), and says whether any ran while it measured.
-# Needs wrk (apt-get install wrk).
+# Needs wrk (apt-get install wrk). Server options come from the environment, for both the
+# server and the in-process figures: e.g. SERVE_ORT_SPIN=off or SERVE_THREADS=1 for an A/B run.
+# MEASURE_ITERS sets the timed in-process calls per batch size (200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=${1:-model-zoo}
@@ -33,7 +35,7 @@ url=$(sed -n 's/^listening on //p' "$work/out")
 
 echo "== $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) logical CPUs; serve at $url; payload $image ($(stat -c %s "$image") bytes)"
 target/release/serve bench --models "$models" --out "$work/report" --url "$url" --concurrency 64 --duration "$secs" \
-    --image "$image" --batch-sizes 1,8,16,32,64,128 --iters 200 --warmup 10 >/dev/null 2>"$work/bench.log" || { cat "$work/bench.log" >&2; exit 1; }
+    --image "$image" --batch-sizes 1,8,16,32,64,128 --iters "${MEASURE_ITERS:-200}" --warmup 10 >/dev/null 2>"$work/bench.log" || { cat "$work/bench.log" >&2; exit 1; }
 sed -n '/^## Over HTTP/,$p' "$work/report/report.md"
 cp "$work/report/report.json" "${MEASURE_REPORT:-/tmp/measure-serve-report.json}"
 

@@ -30,7 +30,7 @@ fn ort_inference(c: &mut Criterion) {
     };
     let onnx = export(MODEL).expect("exporting resnet-light");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let opts = OrtOptions { device: Device::Cpu, allow_cpu_fallback: false, threads };
+    let opts = OrtOptions { device: Device::Cpu, allow_cpu_fallback: false, threads, spin: Default::default() };
     let (mut backend, _) = OrtBackend::load(&env, &onnx, &opts).expect("loading the exported model");
     let mut group = c.benchmark_group(format!("ort_inference/{MODEL}"));
     group.sample_size(20);

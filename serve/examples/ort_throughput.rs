@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: usize = args.get(3).map_or(Ok(cores), |s| s.parse())?;
     let (_, env) = cifar_onnxrt::init(None, cifar_onnxrt::Flavor::Cpu)?;
-    let opts = OrtOptions { device: Device::Cpu, allow_cpu_fallback: false, threads };
+    let opts = OrtOptions { device: Device::Cpu, allow_cpu_fallback: false, threads, spin: Default::default() };
     let (mut backend, meta) = OrtBackend::load(&env, &std::fs::read(path)?, &opts)?;
     let input = vec![0.1f32; batch * IMAGE_LEN];
     backend.run(&input, batch)?; // warm-up

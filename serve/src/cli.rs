@@ -85,6 +85,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", env = "SERVE_THREADS", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
 
+    /// When ONNX Runtime's threads busy-wait for work: off, run (only while a call runs), always.
+    #[arg(long, value_name = "WHEN", env = "SERVE_ORT_SPIN", value_enum, default_value_t = cifar_serve::ort::Spin::default())]
+    pub ort_spin: cifar_serve::ort::Spin,
+
     /// Execution provider: cpu, cuda or cuda:N (as for `serve`).
     #[arg(long, value_name = "cpu|cuda[:N]", env = "SERVE_DEVICE", default_value = "cpu")]
     pub device: cifar_serve::Device,
@@ -165,6 +169,10 @@ pub struct RunArgs {
     /// ONNX Runtime intra-op threads per model (default: all cores).
     #[arg(long, value_name = "N", env = "SERVE_THREADS", value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
+
+    /// When ONNX Runtime's threads busy-wait for work: off, run (only while a call runs), always.
+    #[arg(long, value_name = "WHEN", env = "SERVE_ORT_SPIN", value_enum, default_value_t = cifar_serve::ort::Spin::default())]
+    pub ort_spin: cifar_serve::ort::Spin,
 
     /// HTTP worker threads (default: all cores); each decodes images on up to as many threads
     /// as there are cores.

@@ -40,7 +40,7 @@ fn bench(args: cli::BenchArgs) -> Result<()> {
         models_dir: args.models,
         out_dir: args.out,
         ort_lib: args.ort_lib,
-        ort: OrtOptions { device: args.device, allow_cpu_fallback: args.allow_cpu_fallback, threads: args.threads.map_or(cores, |t| t as usize) },
+        ort: OrtOptions { device: args.device, allow_cpu_fallback: args.allow_cpu_fallback, threads: args.threads.map_or(cores, |t| t as usize), spin: args.ort_spin },
         latency: LatencyPlan { batch_sizes, iters: args.iters as usize, warmup_iters: args.warmup as usize, budget_per_size: None, pause: None },
         http: match args.url {
             Some(url) => Some(LoadPlan { url, concurrency: args.concurrency as usize, duration: args.duration, payload: payload(args.image.as_deref())? }),
@@ -71,6 +71,7 @@ fn run(args: cli::RunArgs) -> Result<()> {
                 device: args.device,
                 allow_cpu_fallback: args.allow_cpu_fallback,
                 threads: args.threads.map_or(cores, |t| t as usize),
+                spin: args.ort_spin,
             },
             policy: BatchPolicy {
                 max_batch: args.max_batch as usize,

@@ -17,6 +17,42 @@ pub struct OrtOptions {
     pub allow_cpu_fallback: bool,
     /// Intra-op threads of each session.
     pub threads: usize,
+    /// When the intra-op threads may busy-wait for work.
+    pub spin: Spin,
+}
+
+/// When ONNX Runtime's intra-op threads busy-wait instead of sleeping between parallel
+/// sections. Waking a sleeping thread costs a futex call per section (tens of µs on a VM, where
+/// an idle vCPU halts), and a small network has dozens of sections per call; spinning outside
+/// a call takes the cores the HTTP workers need to decode the next requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Spin {
+    /// Never: every section wakes its threads.
+    Off,
+    /// While a call runs, stopping the moment it returns (`session.force_spinning_stop`).
+    #[default]
+    Run,
+    /// ONNX Runtime's default: threads keep spinning for a while after a call too.
+    Always,
+}
+
+impl Spin {
+    /// The session config entries that select this behaviour.
+    fn config(self) -> [(&'static str, &'static str); 2] {
+        match self {
+            Spin::Off => [("session.intra_op.allow_spinning", "0"), ("session.force_spinning_stop", "1")],
+            Spin::Run => [("session.intra_op.allow_spinning", "1"), ("session.force_spinning_stop", "1")],
+            Spin::Always => [("session.intra_op.allow_spinning", "1"), ("session.force_spinning_stop", "0")],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spin::Off => "off",
+            Spin::Run => "run",
+            Spin::Always => "always",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,18 +98,18 @@ impl OrtBackend {
 fn session_builder(env: &Environment, opts: &OrtOptions) -> Result<(SessionBuilder, Device), OrtError> {
     let session_err = |e: cifar_onnxrt::ort::Error<SessionBuilder>| OrtError::Session(e.to_string());
     let cpu = || -> Result<SessionBuilder, OrtError> {
-        Session::builder(env)
+        let mut builder = Session::builder(env)
             .map_err(|e| OrtError::Session(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(session_err)?
             .with_intra_threads(opts.threads.max(1))
             .map_err(session_err)?
             .with_inter_threads(1)
-            .map_err(session_err)?
-            // Spinning worker threads would take the cores the HTTP workers need to decode
-            // images between batches; a server trades a few µs per batch for them.
-            .with_config_entry("session.intra_op.allow_spinning", "0")
-            .map_err(session_err)
+            .map_err(session_err)?;
+        for (key, value) in opts.spin.config() {
+            builder = builder.with_config_entry(key, value).map_err(session_err)?;
+        }
+        Ok(builder)
     };
     match opts.device {
         Device::Cpu => Ok((cpu()?, Device::Cpu)),

@@ -23,6 +23,8 @@ fn help_names_every_flag_and_its_environment_variable() {
         "--max-body",
         "--max-queue",
         "--threads",
+        "--ort-spin",
+        "SERVE_ORT_SPIN",
         "SERVE_BIND",
         "SERVE_MODELS",
         "ORT_DYLIB_PATH",
@@ -40,6 +42,7 @@ fn usage_errors_exit_2() {
         &["--models", "m", "--device", "tpu"],
         &["--models", "m", "--max-body", "lots"],
         &["--models", "m", "--max-batch", "0"],
+        &["--models", "m", "--ort-spin", "sometimes"],
         &["--models", "m", "--no-such-flag"],
     ] {
         let out = serve(args);

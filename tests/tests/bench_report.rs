@@ -104,7 +104,7 @@ fn a_report_of_the_seven_fresh_models() {
         export(name, &models.join(format!("{name}.onnx")));
     }
     let out = process_temp_dir("report");
-    let stdout = ok(&quick_bench(&models, &out, "4,1", &["--threads", "2"]));
+    let stdout = ok(&quick_bench(&models, &out, "4,1", &["--threads", "2", "--ort-spin", "off"]));
     for file in ["report.md", "report.json", "latency.svg", "throughput_vs_macs.svg"] {
         let path = out.join(file);
         assert!(path.is_file() && std::fs::metadata(&path).unwrap().len() > 0, "{file} missing");
@@ -124,6 +124,8 @@ fn a_report_of_the_seven_fresh_models() {
     assert_eq!(report["charts"], serde_json::json!(["latency.svg", "throughput_vs_macs.svg"]));
     let machine = &report["machine"];
     assert_eq!(machine["threads"], 2);
+    assert_eq!(machine["ort_spin"], "off");
+    assert!(md.contains("| ONNX Runtime threads spin (`--ort-spin`) | off |"), "{md}");
     assert_eq!(machine["onnxruntime_version"], cifar_onnxrt::ORT_VERSION);
     assert_eq!(machine["execution_provider"], "CPUExecutionProvider");
     assert!(!machine["cpu_model"].as_str().unwrap().is_empty());

@@ -247,13 +247,15 @@ impl Run {
 /// `concurrency` clients, each with its own kept-alive connection, for `plan.duration`.
 fn clients(plan: &LoadPlan, endpoint: &str, concurrency: usize) -> Result<Run, HttpLoadError> {
     let duration = plan.duration.min(MAX_DURATION);
-    let agent = agent(concurrency);
+    // An agent per client: one shared agent's connection pool is a lock that every request of
+    // every client takes twice, and on a 2-core machine the contention costs the server CPU.
+    let agents: Vec<ureq::Agent> = (0..concurrency).map(|_| agent(1)).collect();
     let tally = Mutex::new(Tally::default());
     let started = Instant::now();
     let deadline = started + duration;
     std::thread::scope(|scope| -> Result<(), HttpLoadError> {
-        for i in 0..concurrency {
-            let (agent, body, tally) = (&agent, &plan.payload.bytes, &tally);
+        for (i, agent) in agents.iter().enumerate() {
+            let (body, tally) = (&plan.payload.bytes, &tally);
             std::thread::Builder::new()
                 .name(format!("load-{i}"))
                 .spawn_scoped(scope, move || client(agent, endpoint, body, deadline, tally))

@@ -11,6 +11,10 @@ pub struct Machine {
     pub logical_cpus: usize,
     /// ONNX Runtime intra-op threads of each session.
     pub threads: usize,
+    /// When those threads busy-wait (`serve --ort-spin`); absent from reports written before
+    /// the option existed.
+    #[serde(default)]
+    pub ort_spin: Option<String>,
     /// Physical memory (`MemTotal` of /proc/meminfo), when known.
     pub memory_bytes: Option<u64>,
     pub os: String,
@@ -26,12 +30,13 @@ pub struct Machine {
 
 impl Machine {
     /// Describes this machine; call after ONNX Runtime is loaded (for its version).
-    pub fn detect(device: Device, threads: usize) -> Self {
+    pub fn detect(device: Device, threads: usize, spin: crate::ort::Spin) -> Self {
         let read = |path: &str| std::fs::read_to_string(path).ok();
         Self {
             cpu_model: read("/proc/cpuinfo").as_deref().and_then(cpu_model).unwrap_or_else(|| "unknown".into()),
             logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             threads,
+            ort_spin: Some(spin.as_str().into()),
             memory_bytes: read("/proc/meminfo").as_deref().and_then(mem_total),
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),

@@ -92,7 +92,7 @@ pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
                 image: p.payload.source.clone(),
             }),
         },
-        machine: Machine::detect(device, ort.threads),
+        machine: Machine::detect(device, ort.threads, ort.spin),
         models,
         charts: Vec::new(),
     };

@@ -96,6 +96,9 @@ fn machine(s: &mut String, r: &Report) {
     let _ = writeln!(s, "| CPU | {} |", m.cpu_model);
     let _ = writeln!(s, "| logical CPUs | {} |", m.logical_cpus);
     let _ = writeln!(s, "| ONNX Runtime threads per session | {} |", m.threads);
+    if let Some(spin) = &m.ort_spin {
+        let _ = writeln!(s, "| ONNX Runtime threads spin (`--ort-spin`) | {spin} |");
+    }
     if let Some(bytes) = m.memory_bytes {
         let _ = writeln!(s, "| memory | {:.1} GiB |", bytes as f64 / (1u64 << 30) as f64);
     }

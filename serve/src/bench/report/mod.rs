@@ -86,6 +86,7 @@ mod tests {
                 cpu_model: "test CPU".into(),
                 logical_cpus: 2,
                 threads: 2,
+                ort_spin: Some("run".into()),
                 memory_bytes: None,
                 os: "linux".into(),
                 arch: "x86_64".into(),
