@@ -40,6 +40,8 @@ sed -e 's/#.*//' model-zoo/plan.tsv | while IFS=$'\t' read -r model recipe epoch
     echo "== $model: --recipe $recipe --epochs $epochs $flags ${resume[*]:-} ($(date -u +%FT%TZ))"
     [ -z "${DRY_RUN:-}" ] || { echo "$bin --model $model --recipe $recipe --epochs $epochs $flags ${resume[*]:-}"; continue; }
     # shellcheck disable=SC2086  # the plan's flags are words
-    "$bin" --model "$model" --recipe "$recipe" --epochs "$epochs" $flags "${resume[@]}" \
+    # The run exports at its end and checks the export against ONNX Runtime: point it at the
+    # checkout's library, since the binary runs from outside the checkout.
+    ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.ort/cpu/libonnxruntime.so.1.31.1} "$bin" --model "$model" --recipe "$recipe" --epochs "$epochs" $flags "${resume[@]}" \
         --data-dir "$data" --out "$runs" < /dev/null
 done
