@@ -6,18 +6,17 @@
 //! Loopback only, and bounded in clients and time: this is a measuring tool, not a way to
 //! flood someone else's server.
 
+use super::http_client::{self, Tally};
 use super::stats::Percentiles;
+use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const MAX_CONCURRENCY: usize = 256;
 pub const MAX_DURATION: Duration = Duration::from_secs(300);
-/// A request that takes longer counts as failed (`timeout`).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Side of the generated test picture: larger than 32 so that decoding and resizing do work.
 const PICTURE_SIDE: u32 = 64;
 
@@ -31,22 +30,25 @@ pub enum HttpLoadError {
     Unreachable { url: String, reason: String },
     #[error("{url} answered {reason}; expected the model list of `serve`")]
     NotServe { url: String, reason: String },
-    #[error("cannot start a client thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot start the load driver's runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("--image {path}: {reason}; give an image file (PNG, JPEG, BMP, GIF or WebP)")]
     Image { path: String, reason: String },
 }
 
 /// A base URL (`http://host:port`) whose host is this machine, checked when parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoopbackUrl(String);
+pub struct LoopbackUrl {
+    /// `host:port`, as the clients connect to it and name it in `Host`.
+    authority: String,
+}
 
 impl FromStr for LoopbackUrl {
     type Err = HttpLoadError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |reason: &str| HttpLoadError::BadUrl { url: s.to_string(), reason: reason.into() };
-        let uri: ureq::http::Uri = s.parse().map_err(|e: ureq::http::uri::InvalidUri| bad(&e.to_string()))?;
+        let uri: hyper::Uri = s.parse().map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
         if uri.scheme_str() != Some("http") {
             return Err(bad("the scheme must be http (serve speaks plain HTTP)"));
         }
@@ -65,13 +67,13 @@ impl FromStr for LoopbackUrl {
         if !loopback {
             return Err(HttpLoadError::NotLoopback(s.to_string()));
         }
-        Ok(Self(format!("http://{host}:{port}")))
+        Ok(Self { authority: format!("{host}:{port}") })
     }
 }
 
 impl std::fmt::Display for LoopbackUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "http://{}", self.authority)
     }
 }
 
@@ -164,37 +166,19 @@ impl HttpLoad {
     }
 }
 
-fn agent(concurrency: usize) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(REQUEST_TIMEOUT))
-        // One kept-alive connection per client, as a load generator should have.
-        .max_idle_connections(concurrency)
-        .max_idle_connections_per_host(concurrency)
-        .build()
-        .into()
-}
-
 /// Names of the models the server at `url` serves.
 pub fn served_models(url: &LoopbackUrl) -> Result<Vec<String>, HttpLoadError> {
     let list = format!("{url}/v1/models");
-    let unreachable = |e: ureq::Error| HttpLoadError::Unreachable { url: list.clone(), reason: e.to_string() };
-    let mut resp = agent(1).get(&list).call().map_err(unreachable)?;
+    let runtime = http_client::runtime().map_err(HttpLoadError::Runtime)?;
+    let answer = runtime.block_on(http_client::get(&url.authority, "/v1/models"));
+    let (status, bytes) = answer.map_err(|e| HttpLoadError::Unreachable { url: list.clone(), reason: e.to_string() })?;
     let not_serve = |reason: String| HttpLoadError::NotServe { url: list.clone(), reason };
-    if resp.status() != 200 {
-        return Err(not_serve(format!("status {}", resp.status())));
+    if status != 200 {
+        return Err(not_serve(format!("status {status}")));
     }
-    // ureq is built without its `json` feature; the list is small.
-    let bytes = resp.body_mut().read_to_vec().map_err(|e| not_serve(e.to_string()))?;
     let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| not_serve(e.to_string()))?;
     let models = body["models"].as_array().ok_or_else(|| not_serve("no `models` list".into()))?;
     Ok(models.iter().filter_map(|m| m["name"].as_str().map(str::to_string)).collect())
-}
-
-#[derive(Default)]
-struct Tally {
-    samples: Vec<f64>,
-    statuses: BTreeMap<String, u64>,
 }
 
 /// Drives `/v1/models/{model}/classify`: one client for `plan.duration`, then
@@ -202,9 +186,10 @@ struct Tally {
 /// null for the caller ([`HttpLoad::compare_with`]).
 pub fn drive(plan: &LoadPlan, model: &str) -> Result<HttpLoad, HttpLoadError> {
     let concurrency = plan.concurrency.clamp(1, MAX_CONCURRENCY);
-    let endpoint = format!("{}/v1/models/{model}/classify", plan.url);
-    let single = clients(plan, &endpoint, 1)?;
-    let many = clients(plan, &endpoint, concurrency)?;
+    let path = format!("/v1/models/{model}/classify");
+    let single = clients(plan, &path, 1)?;
+    let many = clients(plan, &path, concurrency)?;
+    let endpoint = format!("{}{path}", plan.url);
     let ok = many.ok();
     Ok(HttpLoad {
         endpoint,
@@ -245,58 +230,26 @@ impl Run {
 }
 
 /// `concurrency` clients, each with its own kept-alive connection, for `plan.duration`.
-fn clients(plan: &LoadPlan, endpoint: &str, concurrency: usize) -> Result<Run, HttpLoadError> {
+fn clients(plan: &LoadPlan, path: &str, concurrency: usize) -> Result<Run, HttpLoadError> {
     let duration = plan.duration.min(MAX_DURATION);
-    // An agent per client: one shared agent's connection pool is a lock that every request of
-    // every client takes twice, and on a 2-core machine the contention costs the server CPU.
-    let agents: Vec<ureq::Agent> = (0..concurrency).map(|_| agent(1)).collect();
-    let tally = Mutex::new(Tally::default());
+    let runtime = http_client::runtime().map_err(HttpLoadError::Runtime)?;
+    let body = Bytes::from(plan.payload.bytes.clone());
     let started = Instant::now();
     let deadline = started + duration;
-    std::thread::scope(|scope| -> Result<(), HttpLoadError> {
-        for (i, agent) in agents.iter().enumerate() {
-            let (body, tally) = (&plan.payload.bytes, &tally);
-            std::thread::Builder::new()
-                .name(format!("load-{i}"))
-                .spawn_scoped(scope, move || client(agent, endpoint, body, deadline, tally))
-                .map_err(HttpLoadError::Thread)?;
+    let tally = runtime.block_on(async {
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| tokio::spawn(http_client::client(plan.url.authority.clone(), path.to_string(), body.clone(), deadline)))
+            .collect();
+        let mut tally = Tally::default();
+        for task in tasks {
+            // A client task only ends by returning its tally; a panic in one would be a bug.
+            if let Ok(t) = task.await {
+                tally.merge(t);
+            }
         }
-        Ok(())
-    })?;
-    let elapsed_s = started.elapsed().as_secs_f64();
-    Ok(Run { tally: tally.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner), elapsed_s })
-}
-
-fn client(agent: &ureq::Agent, endpoint: &str, body: &[u8], deadline: Instant, tally: &Mutex<Tally>) {
-    let mut local = Tally::default();
-    while Instant::now() < deadline {
-        let t = Instant::now();
-        let result = agent.post(endpoint).header("Content-Type", "application/octet-stream").send(body).and_then(|mut resp| {
-            // The answer counts once it has fully arrived.
-            resp.body_mut().read_to_vec()?;
-            Ok(resp.status().as_u16())
-        });
-        let elapsed = t.elapsed().as_secs_f64();
-        let key = match result {
-            Ok(200) => {
-                local.samples.push(elapsed);
-                "200".to_string()
-            }
-            Ok(status) => status.to_string(),
-            Err(ureq::Error::Timeout(_)) => "timeout".into(),
-            Err(_) => {
-                // A refused or reset connection fails at once: do not spin on it.
-                std::thread::sleep(Duration::from_millis(10));
-                "transport".into()
-            }
-        };
-        *local.statuses.entry(key).or_default() += 1;
-    }
-    let mut tally = tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    tally.samples.extend(local.samples);
-    for (k, v) in local.statuses {
-        *tally.statuses.entry(k).or_default() += v;
-    }
+        tally
+    });
+    Ok(Run { tally, elapsed_s: started.elapsed().as_secs_f64() })
 }
 
 /// A deterministic 64×64 PNG (a colour field with a disc): the server decodes, crops, resizes
