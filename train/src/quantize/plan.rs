@@ -122,3 +122,48 @@ pub fn has_weights(n: &NodeProto, inits: &HashSet<&str>) -> bool {
 fn is_activation_add(n: &NodeProto, inits: &HashSet<&str>) -> bool {
     n.op_type == "Add" && n.input.len() == 2 && n.input.iter().all(|t| !inits.contains(t.as_str()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{attr_int, initializer, node};
+    use candle_onnx::onnx::ValueInfoProto;
+
+    /// conv → relu → maxpool → two convs → add → relu → global pool → flatten → gemm.
+    fn graph() -> GraphProto {
+        let nodes = vec![
+            node("Conv", "c1", &["input", "w1", "b1"], "c1", vec![]),
+            node("Relu", "r1", &["c1"], "r1", vec![]),
+            node("MaxPool", "p1", &["r1"], "p1", vec![]),
+            node("Conv", "c2", &["p1", "w2", "b2"], "c2", vec![]),
+            node("Conv", "c3", &["p1", "w3"], "c3", vec![]),
+            node("Add", "a", &["c2", "c3"], "a", vec![]),
+            node("Relu", "ra", &["a"], "ra", vec![]),
+            node("GlobalAveragePool", "g", &["ra"], "g", vec![]),
+            node("Flatten", "f", &["g"], "f", vec![attr_int("axis", 1)]),
+            node("Gemm", "fc", &["f", "wf", "bf"], "logits", vec![attr_int("transB", 1)]),
+        ];
+        let inits = ["w1", "b1", "w2", "b2", "w3", "wf", "bf"].iter().map(|n| initializer(n, &[1], &[1.0])).collect();
+        let io = |name: &str| ValueInfoProto { name: name.into(), ..Default::default() };
+        GraphProto { node: nodes, initializer: inits, input: vec![io("input")], output: vec![io("logits")], ..Default::default() }
+    }
+
+    #[test]
+    fn relus_are_quantized_after_and_pools_share_their_input_grid() {
+        let p = plan(&graph(), KeepF32::default());
+        let names: Vec<&str> = p.tensors.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(names, ["input", "r1", "p1", "c2", "c3", "ra", "f"]);
+        assert_eq!(p.params("p1"), Some(&Params::SameAs("r1".into())));
+        assert!(p.params("c1").is_none() && p.params("a").is_none(), "no Q between an op and its ReLU");
+        assert!(p.params("logits").is_none(), "the logits stay f32");
+        assert_eq!(p.weighted, HashSet::from([0, 3, 4, 9]));
+    }
+
+    #[test]
+    fn kept_layers_read_and_write_f32() {
+        let p = plan(&graph(), KeepF32 { first_conv: true, classifier: true });
+        assert_eq!(p.weighted, HashSet::from([3, 4]));
+        assert!(p.params("input").is_none() && p.params("f").is_none());
+        assert_eq!(p.params("p1"), Some(&Params::Calibrated), "the pool's input is f32 now: it gets a range of its own");
+    }
+}

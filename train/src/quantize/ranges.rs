@@ -176,13 +176,14 @@ mod tests {
         for method in [Method::Percentile, Method::Entropy] {
             let (lo, hi) = range(method, e, Some(&h));
             assert_eq!(lo, 0.0);
-            assert!(hi > 0.9 && hi < 5.0, "{method:?}: {hi}");
+            // Entropy's smallest candidate is 256 of the 2048 bins: 50 / 8.
+            assert!(hi > 0.9 && hi <= 50.0 / 8.0 + 1e-3, "{method:?}: {hi}");
         }
     }
 
     #[test]
     fn signed_ranges_clip_both_sides() {
-        let values: Vec<f32> = (0..100_000).map(|i| ((i % 2001) as f32 - 1000.0) / 1000.0).chain([-40.0, 40.0]).collect();
+        let values: Vec<f32> = (0..1_000_000).map(|i| ((i % 2001) as f32 - 1000.0) / 1000.0).chain([-40.0, 40.0]).collect();
         let mut e = Extremes::default();
         e.add(&values);
         let mut h = Histogram::new(e.abs_max());
