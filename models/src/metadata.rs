@@ -66,6 +66,55 @@ pub struct ModelMetadata {
     /// the mean over that many views, and `macs_per_image` counts every view's forward.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tta: Option<String>,
+    /// Numeric precision of the graph; files without `cifar.precision` are f32.
+    #[serde(default)]
+    pub precision: Precision,
+    /// How an int8 file was quantized (`train quantize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+    /// The f32 source's test accuracy (fraction), beside an int8 file's own `test_acc`.
+    #[serde(default, rename = "f32_test_acc", skip_serializing_if = "Option::is_none")]
+    pub f32_test_acc_frac: Option<f64>,
+}
+
+/// The arithmetic a graph runs in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// QuantizeLinear/DequantizeLinear around int8 convolutions (QDQ format).
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `cifar.quantization`: what `train quantize` did, as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quantization {
+    /// Activation range calibration: `minmax`, `percentile` or `entropy`.
+    pub method: String,
+    /// Training images the ranges were calibrated on.
+    pub calibration_images: u64,
+    /// `per-channel` (symmetric int8 per output channel) or `per-tensor`.
+    pub weights: String,
+    /// Activation type: `uint8` (asymmetric, per tensor).
+    pub activations: String,
+    /// Test images both models were measured on; null when the accuracy was not measured.
+    pub test_images: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +140,9 @@ impl ModelMetadata {
             recipe: None,
             source_commit: None,
             tta: None,
+            precision: Precision::F32,
+            quantization: None,
+            f32_test_acc_frac: None,
         })
     }
 
@@ -112,6 +164,10 @@ impl ModelMetadata {
             ("recipe", self.recipe.as_ref().map(|v| v.to_string())),
             ("source_commit", self.source_commit.clone()),
             ("tta", self.tta.clone()),
+            // Absent means f32, so f32 files stay as they were before int8 existed.
+            ("precision", (self.precision != Precision::F32).then(|| self.precision.to_string())),
+            ("quantization", self.quantization.as_ref().map(to_json)),
+            ("f32_test_acc", self.f32_test_acc_frac.map(|v| v.to_string())),
         ];
         props.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
         props.into_iter().map(|(k, v)| (format!("{PREFIX}{k}"), v)).collect()
@@ -142,6 +198,9 @@ impl ModelMetadata {
             recipe: opt("recipe").map(|v| parse("recipe", v)).transpose()?,
             source_commit: opt("source_commit").map(str::to_string),
             tta: opt("tta").map(str::to_string),
+            precision: opt("precision").map(parse_precision).transpose()?.unwrap_or_default(),
+            quantization: opt("quantization").map(|v| parse("quantization", v)).transpose()?,
+            f32_test_acc_frac: opt("f32_test_acc").map(|v| parse("f32_test_acc", v)).transpose()?,
         };
         if meta.classes.is_empty() {
             return Err(MetadataError::Invalid { key: "classes", reason: "no class names".into() });
@@ -150,6 +209,15 @@ impl ModelMetadata {
             return Err(MetadataError::Invalid { key: "std", reason: "must be positive".into() });
         }
         Ok(meta)
+    }
+}
+
+/// The key holds a bare word (`int8`), not a JSON string.
+fn parse_precision(v: &str) -> Result<Precision, MetadataError> {
+    match v {
+        "f32" => Ok(Precision::F32),
+        "int8" => Ok(Precision::Int8),
+        other => Err(MetadataError::Invalid { key: "precision", reason: format!("`{other}`, expected f32 or int8") }),
     }
 }
 
@@ -173,6 +241,20 @@ mod tests {
         m.recipe = Some(serde_json::json!({"lr": 0.003}));
         m.source_commit = Some("abc123".into());
         let props = m.to_props();
+        assert!(props.iter().all(|(k, _)| k != "cifar.precision"), "f32 files carry no precision key");
+        let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(back, m);
+        m.precision = Precision::Int8;
+        m.f32_test_acc_frac = Some(0.886);
+        m.quantization = Some(Quantization {
+            method: "entropy".into(),
+            calibration_images: 1000,
+            weights: "per-channel".into(),
+            activations: "uint8".into(),
+            test_images: None,
+        });
+        let props = m.to_props();
+        assert!(props.contains(&("cifar.precision".into(), "int8".into())));
         let back = ModelMetadata::from_props(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, m);
     }

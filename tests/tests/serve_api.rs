@@ -75,6 +75,7 @@ fn models_are_listed_with_their_metadata() {
     assert_eq!(m["output"]["shape"], json!([-1, 10]));
     assert_eq!(m["classes"][3], "cat");
     assert_eq!(m["device"], "cpu");
+    assert_eq!(m["precision"], "f32");
 
     let r = get(&s.u("/v1/models/no-such-model"));
     assert_eq!(r.status, 404);
@@ -84,6 +85,7 @@ fn models_are_listed_with_their_metadata() {
     assert_eq!(v2["inputs"][0], json!({"name": "input", "datatype": "FP32", "shape": [-1, 3, 32, 32]}));
     assert_eq!(v2["outputs"][0], json!({"name": "logits", "datatype": "FP32", "shape": [-1, 10]}));
     assert_eq!(v2["versions"], json!(["1"]));
+    assert_eq!(v2["parameters"]["precision"], "f32");
     assert_eq!(get(&s.u("/v2/models/resnet-light/versions/1")).json(), v2);
     assert_eq!(get(&s.u("/v2/models/resnet-light/ready")).status, 200);
     assert_eq!(get(&s.u("/v2/models/resnet-light/versions/1/ready")).status, 200);
@@ -407,4 +409,37 @@ fn unknown_routes_and_methods_answer_json() {
     let r = post(&s.u("/v1/models"), "application/json", b"{}");
     assert_eq!(r.status, 405);
     r.error();
+}
+
+/// An int8 file (from `train quantize`, calibrated on a few generated training images) serves
+/// beside its f32 source, and both say which they are.
+#[test]
+fn int8_files_are_served_and_say_so() {
+    let models = model_dir(&[]);
+    let data = process_temp_dir("quantize-data");
+    let records: Vec<u8> = (0..32u32).flat_map(|i| std::iter::once((i % 10) as u8).chain((0..3072u32).map(move |p| ((p * 7 + i * 31) % 256) as u8))).collect();
+    std::fs::write(data.join("data_batch_1.bin"), records).unwrap();
+    let out = std::process::Command::new(binary("cifar-train", "train"))
+        .args(["quantize", "--calibration-images", "32", "--max-accuracy-drop", "off", "--onnx"])
+        .arg(models.join("resnet-light.onnx"))
+        .arg("--out")
+        .arg(models.join("resnet-light-int8.onnx"))
+        .arg("--data-dir")
+        .arg(&data)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "train quantize failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let s = Server::start(&models, &["--default", "resnet-light"]);
+    let list = get(&s.u("/v1/models")).json();
+    let precision: Vec<(&str, &str)> = list["models"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap(), m["precision"].as_str().unwrap())).collect();
+    assert_eq!(precision, [("resnet-light", "f32"), ("resnet-light-int8", "int8")]);
+    let m = get(&s.u("/v1/models/resnet-light-int8")).json();
+    assert_eq!(m["architecture"], "resnet-light");
+    assert_eq!(m["quantization"]["calibration_images"], 32);
+    assert_eq!(m["test_acc"], Value::Null, "not measured: no test file");
+    assert_eq!(get(&s.u("/v2/models/resnet-light-int8")).json()["parameters"]["precision"], "int8");
+    let r = post(&s.u("/v1/models/resnet-light-int8/classify"), "image/png", &png(32, 32));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(predictions(&r.json(), 0).len(), 5);
 }

@@ -1,5 +1,6 @@
 //! Command-line interface of `train`.
 
+use cifar_train::quantize::Method;
 use cifar_train::recipe::{show_default, with_recipe_defaults, Recipe, RecipeOverrides, Tta};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -38,9 +39,72 @@ pub enum Command {
     /// Export a model to ONNX (opset 17, BatchNorm folded, dropout removed) and check it
     /// against ONNX Runtime.
     Export(ExportArgs),
+    /// Quantize an exported f32 model to int8 (QDQ: int8 weights, uint8 activations),
+    /// calibrated on training images and measured on the test set.
+    Quantize(QuantizeArgs),
     /// Write a synthetic CIFAR-10 in the official binary layout (class-coloured patterns a
     /// model can learn): for demos and smoke tests where the real set is not at hand.
     Synthetic(SyntheticArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The f32 ONNX file (written by `train export` or a training run).
+    #[arg(long, value_name = "IN.onnx")]
+    pub onnx: PathBuf,
+
+    /// Where to write the int8 ONNX file (only when it passes --max-accuracy-drop).
+    #[arg(long, value_name = "OUT.onnx")]
+    pub out: PathBuf,
+
+    /// Folder with training images (any of data_batch_1..5.bin; calibration reads only these)
+    /// and, for the accuracy check, test_batch.bin.
+    #[arg(long, value_name = "DIR", env = "CIFAR10_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Training images to calibrate activation ranges on, spread over the training files.
+    #[arg(long, default_value_t = 1000)]
+    pub calibration_images: usize,
+
+    /// Activation range: minmax (observed extremes), percentile (99.999 % of |x|) or entropy
+    /// (least KL divergence).
+    #[arg(long, value_enum, default_value_t = Method::default())]
+    pub method: Method,
+
+    /// One scale per weight tensor instead of one per output channel.
+    #[arg(long)]
+    pub per_tensor_weights: bool,
+
+    /// Refuse (exit 1, nothing written) when int8 test accuracy is more than this many points
+    /// below f32's; `off` writes without measuring when the folder has no test_batch.bin.
+    #[arg(long, value_name = "POINTS|off", default_value = "1.0", value_parser = parse_max_drop)]
+    pub max_accuracy_drop: MaxDrop,
+
+    /// Keep the first convolution in f32.
+    #[arg(long)]
+    pub f32_first_conv: bool,
+
+    /// Keep the final classifier (the Gemm producing the logits) in f32.
+    #[arg(long)]
+    pub f32_classifier: bool,
+
+    /// ONNX Runtime library (default: $ORT_DYLIB_PATH, then .ort/cpu/).
+    #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// `--max-accuracy-drop`: points, or off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaxDrop(pub Option<f64>);
+
+fn parse_max_drop(s: &str) -> Result<MaxDrop, String> {
+    if s == "off" {
+        return Ok(MaxDrop(None));
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(MaxDrop(Some(v))),
+        _ => Err(format!("`{s}`: expected points (a number ≥ 0) or off")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod loss;
 pub mod optim;
 pub mod progress;
+pub mod quantize;
 pub mod recipe;
 pub mod report;
 pub mod resident;

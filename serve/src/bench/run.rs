@@ -57,6 +57,7 @@ pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
             seed: SeedPublished::for_architecture(&meta.model, &meta.facts),
             file: file_name(&file),
             architecture: meta.model,
+            precision: meta.precision,
             name,
             facts: meta.facts,
             val_acc_pct: pct(meta.val_acc_frac),

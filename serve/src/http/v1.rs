@@ -8,7 +8,7 @@ use crate::predict::{top_k, Prediction};
 use crate::preprocess::{header_pixels, preprocess_into, Normalisation};
 use crate::registry::ServedModel;
 use crate::{IMAGE_LEN, IMAGE_SHAPE};
-use cifar_models::metadata::ModelFacts;
+use cifar_models::metadata::{ModelFacts, Precision, Quantization};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,8 @@ pub struct ModelInfo<'a> {
     pub name: &'a str,
     /// The architecture the file was exported from.
     pub architecture: &'a str,
+    /// `f32`, or `int8` for a file written by `train quantize`.
+    pub precision: Precision,
     pub file: String,
     pub default: bool,
     #[serde(flatten)]
@@ -153,6 +155,11 @@ pub struct ModelInfo<'a> {
     /// counts every view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tta: Option<&'a str>,
+    /// int8 files: how they were quantized, and the f32 source's test accuracy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<&'a Quantization>,
+    #[serde(rename = "f32_test_acc", skip_serializing_if = "Option::is_none")]
+    pub f32_test_acc_frac: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -168,6 +175,7 @@ impl<'a> ModelInfo<'a> {
         Self {
             name: &model.name,
             architecture: &m.model,
+            precision: m.precision,
             file: model.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
             default,
             facts: m.facts,
@@ -183,6 +191,8 @@ impl<'a> ModelInfo<'a> {
             threads: model.threads,
             source_commit: m.source_commit.as_deref(),
             tta: m.tta.as_deref(),
+            quantization: m.quantization.as_ref(),
+            f32_test_acc_frac: m.f32_test_acc_frac,
         }
     }
 }

@@ -77,6 +77,8 @@ async fn model_metadata(state: web::Data<AppState>, path: web::Path<ModelPath>) 
         "platform": "onnxruntime_onnx",
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": input_shape}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, model.classes().len()]}],
+        // The protocol's extension point: the arithmetic inside, whatever the FP32 interface.
+        "parameters": {"precision": model.meta.precision},
     })))
 }
 

@@ -1,3 +1,4 @@
 pub mod models;
 pub mod export;
 pub mod train;
+pub mod quantize;

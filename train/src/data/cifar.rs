@@ -151,25 +151,7 @@ impl Cifar10 {
 
     pub fn from_dir(dir: &Path, layout: Layout) -> Result<Self> {
         let source_name = dir.display().to_string();
-        let read = |name: &str| -> Result<Records> {
-            let path = dir.join(name);
-            let mut file = File::open(&path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    DataError::MissingFile { source_name: source_name.clone(), file: name.into() }
-                }
-                _ => DataError::io(&path, e),
-            })?;
-            let size = file.metadata().map_err(|e| DataError::io(&path, e))?.len();
-            let label = path.display().to_string();
-            // The sniff and size checks come first so that a large foreign file is never read.
-            let mut head = vec![0; HEAD_BYTES.min(size as usize)];
-            file.read_exact(&mut head).map_err(|e| DataError::io(&path, e))?;
-            check_batch(&label, &head, size, layout)?;
-            let mut bytes = head;
-            bytes.reserve_exact(size as usize - bytes.len());
-            file.read_to_end(&mut bytes).map_err(|e| DataError::io(&path, e))?;
-            parse_batch(&label, &bytes, layout)
-        };
+        let read = |name: &str| read_batch(dir, name, Some(layout));
         let mut train = Records::default();
         for name in TRAIN_FILES {
             train.append(read(name)?);
@@ -209,6 +191,64 @@ impl Cifar10 {
         let test = parse_batch(&label(TEST_FILE), &raw_test, layout)?;
         let classes = parse_meta(&label(META_FILE), &raw_meta)?;
         Ok(Cifar10 { train, test, classes })
+    }
+}
+
+/// Reads one batch file of `dir`; with `layout` None, any whole number of records (at least one).
+fn read_batch(dir: &Path, name: &str, layout: Option<Layout>) -> Result<Records> {
+    let path = dir.join(name);
+    let mut file = File::open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            DataError::MissingFile { source_name: dir.display().to_string(), file: name.into() }
+        }
+        _ => DataError::io(&path, e),
+    })?;
+    let size = file.metadata().map_err(|e| DataError::io(&path, e))?.len();
+    let layout = layout.unwrap_or(Layout { records_per_file: (size / RECORD_BYTES as u64) as usize });
+    let label = path.display().to_string();
+    // The sniff and size checks come first so that a large foreign file is never read.
+    let mut head = vec![0; HEAD_BYTES.min(size as usize)];
+    file.read_exact(&mut head).map_err(|e| DataError::io(&path, e))?;
+    check_batch(&label, &head, size, layout)?;
+    let mut bytes = head;
+    bytes.reserve_exact(size as usize - bytes.len());
+    file.read_to_end(&mut bytes).map_err(|e| DataError::io(&path, e))?;
+    parse_batch(&label, &bytes, layout)
+}
+
+/// The training images of a folder, and its test images when it has them: whichever of
+/// `data_batch_1.bin` … `data_batch_5.bin` are there, of any size (a calibration set of a few
+/// hundred images is a valid folder), or the official archive.
+#[derive(Clone, Debug)]
+pub struct BatchFiles {
+    pub train: Records,
+    pub test: Option<Records>,
+}
+
+impl BatchFiles {
+    pub fn load(path: &Path) -> Result<Self> {
+        let no_training = || DataError::NoTrainingImages { dir: path.to_path_buf() };
+        let dir = match locate(path) {
+            Ok(Source::Dir(dir)) => dir,
+            Ok(Source::Archive(archive)) => {
+                let set = Cifar10::from_archive(&archive, Layout::OFFICIAL)?;
+                return Ok(BatchFiles { train: set.train, test: Some(set.test) });
+            }
+            Err(DataError::NotFound { .. }) => return Err(no_training()),
+            Err(e) => return Err(e),
+        };
+        let mut train = Records::default();
+        for name in TRAIN_FILES.iter().filter(|n| dir.join(n).exists()) {
+            train.append(read_batch(&dir, name, None)?);
+        }
+        if train.is_empty() {
+            return Err(no_training());
+        }
+        let test = match dir.join(TEST_FILE).exists() {
+            true => Some(read_batch(&dir, TEST_FILE, None)?),
+            false => None,
+        };
+        Ok(BatchFiles { train, test })
     }
 }
 

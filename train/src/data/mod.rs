@@ -14,7 +14,7 @@ mod synthetic;
 
 pub use augment::{Augment, Normalizer, PAD, SIDE};
 pub use cifar::{
-    channel_mean, locate, Cifar10, Layout, Records, Source, ARCHIVE_NAME, EXTRACTED_DIR,
+    channel_mean, locate, BatchFiles, Cifar10, Layout, Records, Source, ARCHIVE_NAME, EXTRACTED_DIR,
     IMAGE_BYTES, META_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
 };
 pub use download::{
@@ -105,6 +105,13 @@ pub enum DataError {
         path.display()
     )]
     TargetExists { path: PathBuf },
+
+    #[error(
+        "no training images in {}: expected any of data_batch_1.bin … data_batch_5.bin (whole \
+         3,073-byte records) there or in {EXTRACTED_DIR}/, or {ARCHIVE_NAME}",
+        dir.display()
+    )]
+    NoTrainingImages { dir: PathBuf },
 
     #[error("invalid data setting: {0}")]
     Config(String),

@@ -23,11 +23,11 @@ fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: ints.to_vec(), ..Default::default() }
 }
 
-fn attr_int(name: &str, i: i64) -> AttributeProto {
+pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..Default::default() }
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+pub(crate) fn node(op: &str, name: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
     NodeProto {
         op_type: op.into(),
         name: name.into(),
@@ -48,7 +48,7 @@ fn int_initializer(name: &str, values: &[i64]) -> TensorProto {
     }
 }
 
-fn initializer(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+pub(crate) fn initializer(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),

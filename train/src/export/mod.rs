@@ -10,6 +10,7 @@ mod parity;
 
 pub use checked::{export_checked, Exported, ParityCheck, PARITY_BATCH};
 pub use graph::{to_model_proto, INPUT, IR_VERSION, OPSET, OUTPUT};
+pub(crate) use graph::{attr_int, initializer, node};
 pub use parity::{check as check_parity, run_ort, Parity, PARITY_TOLERANCE};
 
 use crate::files::{BoxError, FileError};

@@ -2,6 +2,7 @@
 
 use super::charts;
 use super::schema::{gmacs, ModelReport, Report};
+use cifar_models::metadata::Precision;
 use cifar_models::seed::SEED_MAC_BATCH;
 use cifar_models::summary::thousands;
 use crate::bench::stats::Percentiles;
@@ -37,6 +38,7 @@ pub fn render(r: &Report) -> String {
     machine(&mut s, r);
     cost_table(&mut s, r);
     latency(&mut s, r);
+    int8_beside_f32(&mut s, r);
     throughput(&mut s, r);
     accuracy(&mut s, r);
     http(&mut s, r);
@@ -171,6 +173,48 @@ fn latency(s: &mut String, r: &Report) {
         }
     }
     let _ = writeln!(s, "\n![p50 and p99 latency against batch size]({})\n", charts::LATENCY);
+}
+
+/// Every int8 file next to the f32 file of its architecture (the first, in file-name order).
+fn int8_beside_f32(s: &mut String, r: &Report) {
+    let pairs: Vec<(&ModelReport, &ModelReport)> = r
+        .models
+        .iter()
+        .filter(|m| m.precision == Precision::Int8)
+        .filter_map(|q| r.models.iter().find(|f| f.precision == Precision::F32 && f.architecture == q.architecture).map(|f| (f, q)))
+        .collect();
+    let (Some(lo), Some(hi)) = (r.settings.batch_sizes.iter().min(), r.settings.batch_sizes.iter().max()) else { return };
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## int8 beside f32
+
+The same architecture in f32 and as quantized by `train quantize`, from the runs above.
+");
+    let _ = writeln!(
+        s,
+        "| architecture | f32 | int8 | p50 ms at batch {lo}: f32 / int8 | img/s at batch {hi}: f32 / int8 | int8 speed-up at batch {hi} | test %: f32 / int8 |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|");
+    let pct = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
+    for (f, q) in pairs {
+        let (Some((f_small, f_large)), Some((q_small, q_large))) = (f.smallest_and_largest(), q.smallest_and_largest()) else { continue };
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | `{}` | {} / {} | {} / {} | {:.2}× | {} / {} |",
+            f.architecture,
+            f.name,
+            q.name,
+            ms(f_small.latency.p50_ms),
+            ms(q_small.latency.p50_ms),
+            rate(f_large.images_per_s),
+            rate(q_large.images_per_s),
+            q_large.images_per_s / f_large.images_per_s,
+            pct(f.test_acc_pct),
+            pct(q.test_acc_pct)
+        );
+    }
+    let _ = writeln!(s);
 }
 
 fn throughput(s: &mut String, r: &Report) {

@@ -51,7 +51,7 @@ mod tests {
     use crate::bench::latency::BatchLatency;
     use crate::bench::machine::Machine;
     use crate::bench::stats::Percentiles;
-    use cifar_models::metadata::ModelFacts;
+    use cifar_models::metadata::{ModelFacts, Precision};
 
     fn model(name: &str, params: u64, val_acc_pct: Option<f64>) -> ModelReport {
         let latency = [1, 8]
@@ -66,6 +66,7 @@ mod tests {
         ModelReport {
             name: name.into(),
             architecture: "resnet-light".into(),
+            precision: Precision::F32,
             file: format!("{name}.onnx"),
             facts,
             seed: SeedPublished::for_architecture("resnet-light", &facts),
@@ -120,5 +121,17 @@ mod tests {
         assert!(same.contains("| `a` | resnet-light | 310,474 | 310,474 | 69.44 | 8.95 | 8.95 |") && !same.contains('†'), "{same}");
         let other = markdown::render(&report(vec![model("b", 310_475, None)]));
         assert!(other.contains("| 310,475 | 310,474 † |") && other.contains("marked † differs"), "{other}");
+    }
+
+    #[test]
+    fn int8_and_f32_of_one_architecture_stand_side_by_side() {
+        let mut int8 = model("resnet-light-int8", 310_474, None);
+        int8.precision = Precision::Int8;
+        int8.latency.iter_mut().for_each(|b| b.images_per_s *= 2.5);
+        let md = markdown::render(&report(vec![model("resnet-light", 310_474, None), int8]));
+        assert!(md.contains("## int8 beside f32"), "{md}");
+        assert!(md.contains("| resnet-light | `resnet-light` | `resnet-light-int8` |"), "{md}");
+        assert!(md.contains("| 2.50× |"), "{md}");
+        assert!(!markdown::render(&report(vec![model("a", 310_474, None)])).contains("int8 beside f32"));
     }
 }

@@ -8,7 +8,7 @@
 use crate::bench::http_load::HttpLoad;
 use crate::bench::latency::BatchLatency;
 use crate::bench::machine::Machine;
-use cifar_models::metadata::ModelFacts;
+use cifar_models::metadata::{ModelFacts, Precision};
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -61,6 +61,9 @@ pub struct ModelReport {
     pub name: String,
     /// The architecture it was exported from (metadata `cifar.model`).
     pub architecture: String,
+    /// `f32`, or `int8` for a file written by `train quantize` (metadata `cifar.precision`).
+    #[serde(default)]
+    pub precision: Precision,
     pub file: String,
     /// From the file's metadata (derived from the layer graph at export): `params`,
     /// `macs_per_image` and the seed-convention GMACs as `gmacs_batch128`.
