@@ -133,6 +133,13 @@ fn every_shipped_model_carries_what_its_training_run_reported() {
         assert_eq!(m["val_acc"].as_f64(), s["best_val_acc"].as_f64(), "{name}: validation accuracy");
         assert_eq!(m["epochs"].as_u64(), s["epochs"].as_u64(), "{name}: epochs");
         assert_eq!(m["params"].as_u64(), s["params"].as_u64(), "{name}: params");
+        // An int8 file's summary says how it was quantized from its run's f32 file.
+        let precision = if s["quantized"].is_object() { "int8" } else { "f32" };
+        assert_eq!(m["precision"], precision, "{name}: precision");
+        if precision == "int8" {
+            let from = s["quantized"]["from"].as_str().unwrap();
+            assert!(zoo().join(from).is_file(), "{name}: quantized from model-zoo/{from}, which is shipped");
+        }
         // The reports that go with it.
         for report in ["metrics.csv", "curves.svg"] {
             assert!(zoo().join(name).join(report).is_file(), "model-zoo/{name}/{report}");
@@ -151,23 +158,24 @@ fn the_readme_table_shows_what_each_shipped_model_reported() {
     let files = shipped();
     assert_eq!(rows.len(), files.len(), "one README row per shipped model:\n{}", rows.join("\n"));
     for f in files {
-        let expected = readme_row(&summary_of(&f));
+        let expected = readme_row(f.file_stem().unwrap().to_str().unwrap(), &summary_of(&f));
         assert!(rows.contains(&expected.as_str()), "README lacks the row\n{expected}\nin:\n{}", rows.join("\n"));
     }
 }
 
-fn readme_row(s: &Value) -> String {
-    let name = s["model"].as_str().unwrap();
-    let seed = cifar_models::info(name).unwrap().seed;
+/// The row of the file shipped as `name`; an int8 file has no validation accuracy (none was
+/// measured in int8), shown as "—".
+fn readme_row(name: &str, s: &Value) -> String {
+    let seed = cifar_models::info(s["model"].as_str().unwrap()).unwrap().seed;
     let pct = |k: &str| s[k].as_f64().unwrap() * 100.0;
+    let val = s["best_val_acc"].as_f64().map_or("—".to_string(), |v| format!("{:.2}", v * 100.0));
     let recipe = s["recipe"]["preset"].as_str().unwrap_or("seed");
     let cpu_hours = s["train_seconds"].as_f64().unwrap() * s["threads"].as_f64().unwrap() / 3600.0;
     let digits = s["params"].to_string();
     let params: String = digits.chars().enumerate().flat_map(|(i, c)| (i > 0 && (digits.len() - i) % 3 == 0).then_some(',').into_iter().chain([c])).collect();
     format!(
-        "| `{name}` | {recipe} | {} | {cpu_hours:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2} | {params} | {:.2} |",
+        "| `{name}` | {recipe} | {} | {cpu_hours:.1} | {val} / {:.2} | {:.2} / {:.2} | {:+.2} | {params} | {:.2} |",
         s["epochs"],
-        pct("best_val_acc"),
         pct("test_acc"),
         seed.val_acc_pct,
         seed.test_acc_pct,

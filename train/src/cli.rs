@@ -88,6 +88,13 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub f32_classifier: bool,
 
+    /// The training run (or shipped `model-zoo/NAME/` folder) IN.onnx came from: also write
+    /// the folder named after OUT (OUT without `.onnx`, e.g. `model-zoo/NAME-int8/`) with the
+    /// run's summary.json, carrying the int8 model's own test accuracy and loss, and its
+    /// recipe.json, metrics.csv and curves.svg. Needs test_batch.bin in the data folder.
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+
     /// ONNX Runtime library (default: $ORT_DYLIB_PATH, then .ort/cpu/).
     #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,

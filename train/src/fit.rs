@@ -345,6 +345,7 @@ fn finish(opts: &TrainOptions, folder: &RunFolder, net: &Network, data: &Data, s
         onnx: None,
         onnx_parity_max_abs_diff: None,
         recipe: state.recipe.clone(),
+        quantized: None,
     };
     folder.finish(net, summary, &confusion, ParityCheck::WhenAvailable { ort_lib: opts.ort_lib.as_deref() })
 }

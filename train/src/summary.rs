@@ -4,7 +4,7 @@
 use crate::checkpoint::EvaluatedWeights;
 use crate::files::{self, FileError};
 use crate::recipe::Recipe;
-use cifar_models::metadata::{ModelFacts, ModelMetadata};
+use cifar_models::metadata::{ModelFacts, ModelMetadata, Quantization};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -49,6 +49,22 @@ pub struct Summary {
     pub onnx: Option<String>,
     pub onnx_parity_max_abs_diff: Option<f32>,
     pub recipe: Recipe,
+    /// Set in the summary of an int8 file (`train quantize --run-dir`): the test figures above
+    /// are then the int8 model's own; absent for the trained f32 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantized: Option<Quantized>,
+}
+
+/// How an int8 file was made from a run's f32 export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quantized {
+    /// The f32 file it was quantized from (the run's `onnx`).
+    pub from: String,
+    #[serde(flatten)]
+    pub quantization: Quantization,
+    /// The f32 model's test accuracy, measured beside the int8 one.
+    #[serde(rename = "f32_test_acc")]
+    pub f32_test_acc_frac: f64,
 }
 
 fn f32_name() -> String {
@@ -62,6 +78,15 @@ impl Summary {
 
     pub fn write(&self, dir: &Path) -> Result<(), FileError> {
         files::write_json(&dir.join(SUMMARY), self)
+    }
+
+    /// The name the summarised file ships under in `model-zoo/`: the model, `-int8` for a
+    /// quantized file.
+    pub fn zoo_name(&self) -> String {
+        match self.quantized {
+            Some(_) => format!("{}-int8", self.model),
+            None => self.model.clone(),
+        }
     }
 
     /// What the weights of this run are known to do, in the exported file's metadata.
@@ -124,7 +149,7 @@ mod tests {
             let dir = entry.unwrap().path();
             if dir.join("summary.json").exists() {
                 let s = Summary::read(&dir).unwrap();
-                assert_eq!(s.model, dir.file_name().unwrap().to_str().unwrap());
+                assert_eq!(s.zoo_name(), dir.file_name().unwrap().to_str().unwrap());
                 assert_eq!(s.epochs, s.recipe.epochs, "{} shipped an unfinished run", s.model);
             }
         }

@@ -220,3 +220,58 @@ fn bad_inputs_fail_in_one_line_and_write_nothing() {
         assert!(!out.exists(), "{} was written", out.display());
     }
 }
+
+/// `--run-dir`: the int8 file gets the zoo's folder beside it, holding the run's summary with the
+/// int8 model's own test figures, and the run's recipe and curves, not its f32 confusion matrix.
+#[test]
+fn with_the_run_folder_the_int8_file_gets_its_reports() {
+    let data = data_dir(true);
+    let zoo_run = repo_root().join("model-zoo/resnet-light");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("resnet-light-int8.onnx");
+    let run_dir = ["--run-dir", zoo_run.to_str().unwrap()];
+    let run = quantize(&shipped(), &out, data.path(), &[&["--calibration-images", "64", "--max-accuracy-drop", "5"][..], &run_dir].concat());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let reports = out_dir.path().join("resnet-light-int8");
+    assert!(text(&run.stdout).contains(&format!("wrote {}", reports.display())), "{}", text(&run.stdout));
+
+    let json = |dir: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap() };
+    let (s, f32_run) = (json(&reports), json(&zoo_run));
+    let meta = metadata(&out);
+    assert_eq!(s["test_acc"].as_f64(), meta.test_acc_frac, "the int8 model's own accuracy");
+    assert_eq!(s["test_images"], 1000);
+    assert!(s["test_loss"].as_f64().unwrap() > 0.0 && s["test_loss"] != f32_run["test_loss"]);
+    assert!(s["best_val_acc"].is_null() && s["final_val_acc"].is_null() && s["onnx_parity_max_abs_diff"].is_null());
+    let q = &s["quantized"];
+    assert_eq!((q["from"].as_str(), q["calibration_images"].as_u64(), q["weights"].as_str()), (Some("resnet-light.onnx"), Some(64), Some("per-channel")));
+    assert_eq!(q["f32_test_acc"].as_f64(), meta.f32_test_acc_frac);
+    assert_eq!(s["onnx"], "resnet-light-int8.onnx");
+    // (The recipe is re-serialised with the fields added since, at their defaults.)
+    for same in ["model", "epochs", "params", "train_seconds", "threads", "git_commit"] {
+        assert_eq!(s[same], f32_run[same], "{same} is the training run's");
+    }
+    for copied in ["recipe.json", "metrics.csv", "curves.svg"] {
+        assert_eq!(std::fs::read(reports.join(copied)).unwrap(), std::fs::read(zoo_run.join(copied)).unwrap(), "{copied}");
+    }
+    assert!(!reports.join("confusion.svg").exists(), "the f32 confusion matrix is not the int8 model's");
+}
+
+/// `--run-dir` refuses, writing nothing, when the run is of another model or there is no test
+/// file to measure the int8 model on (even with the accuracy check off).
+#[test]
+fn the_run_folder_must_be_the_files_and_needs_test_images() {
+    let (with_test, without_test) = (data_dir(true), data_dir(false));
+    let vgg_run = repo_root().join("model-zoo/vgg");
+    let light_run = repo_root().join("model-zoo/resnet-light");
+    let cases: [(&Path, &Path, &str); 2] = [(with_test.path(), &vgg_run, "vgg run"), (without_test.path(), &light_run, "test_batch.bin")];
+    for (data, run_dir, expected) in cases {
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = out_dir.path().join("int8.onnx");
+        let run = quantize(&shipped(), &out, data, &["--calibration-images", "64", "--max-accuracy-drop", "off", "--run-dir", run_dir.to_str().unwrap()]);
+        let err = text(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(expected) && err.contains("--run-dir"), "{expected}: {err}");
+        assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0, "nothing written");
+    }
+}

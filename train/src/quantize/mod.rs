@@ -9,6 +9,7 @@ mod plan;
 mod qdq;
 mod ranges;
 mod runtime;
+mod zoo_folder;
 
 pub use plan::KeepF32;
 pub use qdq::Granularity;
@@ -16,6 +17,7 @@ pub use ranges::Method;
 
 use crate::data::{BatchFiles, DataError, Normalizer, Records};
 use crate::files::{self, FileError};
+use crate::summary::Summary;
 use cifar_models::metadata::{MetadataError, ModelMetadata, Precision, Quantization};
 use cifar_onnxrt::Flavor;
 use prost::Message;
@@ -41,6 +43,13 @@ pub enum QuantizeError {
         int8 * 100.0, (f32 - int8) * 100.0, f32 * 100.0, out.display()
     )]
     AccuracyDrop { f32: f64, int8: f64, test_images: usize, limit: f64, out: PathBuf },
+    #[error(
+        "{} has no test_batch.bin: --run-dir describes the int8 file by its measured test accuracy, so it needs the test file",
+        dir.display()
+    )]
+    RunNeedsTestData { dir: PathBuf },
+    #[error("--run-dir holds a {run} run but {} is a {onnx} model", path.display())]
+    RunMismatch { run: String, onnx: String, path: PathBuf },
     #[error("--calibration-images must be at least 1")]
     NoCalibration,
     #[error("calibration failed: {0}")]
@@ -69,6 +78,9 @@ pub struct Options {
     pub max_drop_points: Option<f64>,
     pub keep_f32: KeepF32,
     pub ort_lib: Option<PathBuf>,
+    /// The training run (or `model-zoo/NAME/` folder) the f32 file came from: its reports are
+    /// written beside the int8 file, into the folder named after it.
+    pub run_dir: Option<PathBuf>,
 }
 
 /// What was written.
@@ -81,12 +93,18 @@ pub struct Outcome {
     /// Share of the calibration images on which int8 and f32 agree on the class.
     pub calibration_agreement: f64,
     pub measured: Option<Measured>,
+    /// The folder written beside the file for `--run-dir`.
+    pub reports: Option<PathBuf>,
+    /// Grouped convolutions in the graph: ONNX Runtime runs them slower in int8 than in f32.
+    pub grouped_convs: usize,
 }
 
+/// Both models on the test set; accuracies are fractions, losses mean cross-entropy.
 #[derive(Clone, Copy, Debug)]
 pub struct Measured {
     pub f32: f64,
     pub int8: f64,
+    pub int8_loss: f64,
     pub test_images: usize,
 }
 
@@ -95,7 +113,16 @@ pub fn quantize(opts: &Options) -> Result<Outcome, QuantizeError> {
         return Err(QuantizeError::NoCalibration);
     }
     let source = model::read(&opts.onnx)?;
+    let run = opts.run_dir.as_deref().map(Summary::read).transpose()?;
+    if let Some(run) = &run {
+        if run.model != source.meta.model {
+            return Err(QuantizeError::RunMismatch { run: run.model.clone(), onnx: source.meta.model.clone(), path: opts.onnx.clone() });
+        }
+    }
     let data = BatchFiles::load(&opts.data_dir)?;
+    if data.test.is_none() && run.is_some() {
+        return Err(QuantizeError::RunNeedsTestData { dir: opts.data_dir.clone() });
+    }
     if data.test.is_none() && opts.max_drop_points.is_some() {
         return Err(QuantizeError::NoTestData { dir: opts.data_dir.clone() });
     }
@@ -123,7 +150,12 @@ pub fn quantize(opts: &Options) -> Result<Outcome, QuantizeError> {
     proto.metadata_props = meta.to_props().into_iter().map(|(key, value)| candle_onnx::onnx::StringStringEntryProto { key, value }).collect();
     let bytes = proto.encode_to_vec();
     files::write(&opts.out, &bytes)?;
-    Ok(Outcome { meta, bytes: bytes.len(), calibration_images: chosen.len(), calibration_agreement, measured })
+    let reports = match (&opts.run_dir, run, measured) {
+        (Some(dir), Some(run), Some(m)) => Some(zoo_folder::write(opts, dir, run, &meta, m)?),
+        _ => None,
+    };
+    let grouped_convs = source.graph().node.iter().filter(|n| plan::is_grouped(n)).count();
+    Ok(Outcome { meta, bytes: bytes.len(), calibration_images: chosen.len(), calibration_agreement, measured, reports, grouped_convs })
 }
 
 /// `want` indices spread evenly over `0..len` (all of them when there are fewer).
@@ -151,19 +183,22 @@ fn describe(source: &ModelMetadata, opts: &Options, calibration_images: usize, m
 }
 
 fn measure(env: &cifar_onnxrt::Environment, f32_onnx: &[u8], int8_onnx: &[u8], test: &Records, norm: &Normalizer) -> Result<Measured, QuantizeError> {
-    let accuracy = |onnx: &[u8]| -> Result<f64, QuantizeError> {
-        let predicted = runtime::predictions(&mut runtime::session(env, onnx)?, test, norm)?;
-        Ok(runtime::accuracy(&predicted, test.labels()))
-    };
-    Ok(Measured { f32: accuracy(f32_onnx)?, int8: accuracy(int8_onnx)?, test_images: test.len() })
+    let f32 = runtime::score(&mut runtime::session(env, f32_onnx)?, test, norm)?;
+    let int8 = runtime::score(&mut runtime::session(env, int8_onnx)?, test, norm)?;
+    Ok(Measured {
+        f32: runtime::accuracy(&f32.predicted, test.labels()),
+        int8: runtime::accuracy(&int8.predicted, test.labels()),
+        int8_loss: int8.mean_loss,
+        test_images: test.len(),
+    })
 }
 
 /// Share of `chosen` images that both models put in the same class (the int8 model's first
 /// run, whether or not there is test data).
 fn agreement(env: &cifar_onnxrt::Environment, f32_onnx: &[u8], int8_onnx: &[u8], train: &Records, chosen: &[usize], norm: &Normalizer) -> Result<f64, QuantizeError> {
     let subset = subset(train, chosen);
-    let a = runtime::predictions(&mut runtime::session(env, f32_onnx)?, &subset, norm)?;
-    let b = runtime::predictions(&mut runtime::session(env, int8_onnx)?, &subset, norm)?;
+    let a = runtime::score(&mut runtime::session(env, f32_onnx)?, &subset, norm)?.predicted;
+    let b = runtime::score(&mut runtime::session(env, int8_onnx)?, &subset, norm)?.predicted;
     Ok(a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64)
 }
 

@@ -119,6 +119,11 @@ pub fn has_weights(n: &NodeProto, inits: &HashSet<&str>) -> bool {
     }
 }
 
+/// A convolution whose `group` attribute splits the channels (ResNeXt's 3×3 convolutions).
+pub fn is_grouped(n: &NodeProto) -> bool {
+    n.op_type == "Conv" && n.attribute.iter().any(|a| a.name == "group" && a.i > 1)
+}
+
 fn is_activation_add(n: &NodeProto, inits: &HashSet<&str>) -> bool {
     n.op_type == "Add" && n.input.len() == 2 && n.input.iter().all(|t| !inits.contains(t.as_str()))
 }

@@ -1,5 +1,5 @@
 //! ONNX Runtime for calibration and measurement: sessions on the CPU execution provider with
-//! the server's optimisation level, batches of normalised images, logits and argmax.
+//! the server's optimisation level, batches of normalised images, logits, argmax and loss.
 
 use super::QuantizeError;
 use crate::data::{Normalizer, Records, IMAGE_BYTES};
@@ -47,17 +47,36 @@ pub fn normalised(records: &Records, indices: &[usize], norm: &Normalizer) -> Ve
     out
 }
 
-/// The predicted class of every image of `records`.
-pub fn predictions(session: &mut Session, records: &Records, norm: &Normalizer) -> Result<Vec<usize>, QuantizeError> {
+/// What a model made of a set of labelled images.
+pub struct Scored {
+    /// The predicted class of each image.
+    pub predicted: Vec<usize>,
+    /// Mean cross-entropy of the logits against the labels (natural log).
+    pub mean_loss: f64,
+}
+
+/// The predicted class and the loss of every image of `records`.
+pub fn score(session: &mut Session, records: &Records, norm: &Normalizer) -> Result<Scored, QuantizeError> {
     let all: Vec<usize> = (0..records.len()).collect();
     let mut predicted = Vec::with_capacity(records.len());
+    let mut loss_sum = 0f64;
     for chunk in all.chunks(BATCH) {
         let input = normalised(records, chunk, norm);
         let logits = run(session, &input, chunk.len(), |o| Ok(floats(o, OUTPUT_NAME)?.to_vec()))?;
         let classes = logits.len() / chunk.len();
-        predicted.extend(logits.chunks_exact(classes).map(argmax));
+        for (&i, row) in chunk.iter().zip(logits.chunks_exact(classes)) {
+            predicted.push(argmax(row));
+            loss_sum += cross_entropy(row, records.label(i) as usize);
+        }
     }
-    Ok(predicted)
+    Ok(Scored { predicted, mean_loss: loss_sum / records.len().max(1) as f64 })
+}
+
+/// −log softmax(logits)[label], computed in f64 from the largest logit for stability.
+fn cross_entropy(logits: &[f32], label: usize) -> f64 {
+    let top = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let log_sum = logits.iter().map(|&v| (v as f64 - top).exp()).sum::<f64>().ln() + top;
+    log_sum - logits[label] as f64
 }
 
 pub fn argmax(logits: &[f32]) -> usize {
