@@ -19,7 +19,7 @@ secs=${2:-10}
 image=${3:-model-zoo/cat.png}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 [ -e .ort/cpu/libonnxruntime.so.1.31.1 ] || bash scripts/setup.sh --ort-only >/dev/null
-cargo build --release -q -p cifar-serve --bin serve
+cargo build --release -q --locked -p cifar-train -p cifar-serve  # both: one feature set, one cache for every script
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT

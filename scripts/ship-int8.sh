@@ -16,7 +16,7 @@ data=${1:?usage: ship-int8.sh DATA_DIR NAME [NAME ...]}
 shift
 [ $# -gt 0 ] || { echo "usage: ship-int8.sh DATA_DIR NAME [NAME ...]" >&2; exit 2; }
 [ -e .ort/cpu/libonnxruntime.so.1.31.1 ] || bash scripts/setup.sh --ort-only >/dev/null
-cargo build --release -q --locked -p cifar-train --bin train
+cargo build --release -q --locked -p cifar-train -p cifar-serve  # both: one feature set, one cache for every script
 for name in "$@"; do
     [ -f "model-zoo/$name.onnx" ] && [ -f "model-zoo/$name/summary.json" ] || { echo "model-zoo/$name.onnx is not shipped" >&2; exit 1; }
     target/release/train quantize --onnx "model-zoo/$name.onnx" --out "model-zoo/$name-int8.onnx" \

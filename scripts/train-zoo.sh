@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-$HOME/cifar-runs/zoo}
 data=${2:-../shared/data/cifar-10-batches-bin}
 mkdir -p "$runs" "$runs/../bin"
-[ -n "${DRY_RUN:-}" ] || cargo build --release -q --locked -p cifar-train --bin train
+[ -n "${DRY_RUN:-}" ] || cargo build --release -q --locked -p cifar-train -p cifar-serve  # both: one feature set, one cache for every script
 bin="$(cd "$runs/../bin" && pwd)/train-$(git rev-parse --short=12 HEAD)"
 [ -n "${DRY_RUN:-}" ] || [ -x "$bin" ] || cp target/release/train "$bin"
 # "PRESET EPOCHS" of the shipped run (runs from before presets existed used the seed's).

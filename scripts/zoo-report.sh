@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-200}
 [ -e .ort/cpu/libonnxruntime.so.1.31.1 ] || bash scripts/setup.sh --ort-only >/dev/null
-cargo build --release -q -p cifar-serve --bin serve
+cargo build --release -q --locked -p cifar-train -p cifar-serve  # both: one feature set, one cache for every script
 for _ in $(seq ${ZOO_WAIT_STEPS:-120}); do pgrep -x rustc >/dev/null || pgrep -f 'cargo (build|test|check|run)' >/dev/null || break; sleep 5; done
 if pgrep -f '(^|/)train(-[0-9a-f]+)? ' >/dev/null; then
     echo "warning: a train process is running; its load slows the figures (pause it with kill -STOP)" >&2

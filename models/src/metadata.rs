@@ -111,10 +111,18 @@ pub struct Quantization {
     pub calibration_images: u64,
     /// `per-channel` (symmetric int8 per output channel) or `per-tensor`.
     pub weights: String,
+    /// Largest weight magnitude on the int8 grid: 63 (7 bits, safe on every CPU) or 127.
+    /// Files from before the key was written used 127.
+    #[serde(default = "full_weight_range")]
+    pub weight_max: u8,
     /// Activation type: `uint8` (asymmetric, per tensor).
     pub activations: String,
     /// Test images both models were measured on; null when the accuracy was not measured.
     pub test_images: Option<u64>,
+}
+
+fn full_weight_range() -> u8 {
+    127
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +258,7 @@ mod tests {
             method: "entropy".into(),
             calibration_images: 1000,
             weights: "per-channel".into(),
+            weight_max: 63,
             activations: "uint8".into(),
             test_images: None,
         });

@@ -16,6 +16,7 @@
 use crate::backend::{Backend, BackendError};
 use crate::device::Device;
 use crate::metrics::ModelMetrics;
+use crate::stats::{BatchTimes, ModelStats};
 use crate::IMAGE_LEN;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -166,6 +167,7 @@ impl Batcher {
     /// Queues the images of one request (`n`·3·32·32 floats, normalised), all or none.
     pub fn submit(&self, input: Vec<f32>) -> Result<Pending, SubmitError> {
         if self.closed.load(Ordering::Acquire) {
+            self.metrics.stats.refused();
             return Err(SubmitError::Closed);
         }
         if input.is_empty() {
@@ -176,11 +178,15 @@ impl Batcher {
         }
         let n = input.len() / IMAGE_LEN;
         if n > self.capacity {
+            self.metrics.stats.refused();
             return Err(SubmitError::TooMany { n, capacity: self.capacity });
         }
         self.depth
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| (d + n <= self.capacity).then_some(d + n))
-            .map_err(|depth| SubmitError::QueueFull { depth, capacity: self.capacity })?;
+            .map_err(|depth| {
+                self.metrics.stats.refused();
+                SubmitError::QueueFull { depth, capacity: self.capacity }
+            })?;
         self.metrics.queue_depth.add(n as i64);
         let enqueued = Instant::now();
         let jobs = split(input, self.max_batch)
@@ -196,6 +202,21 @@ impl Batcher {
         Ok(Pending { jobs, classes: self.classes })
     }
 
+    /// Whether `n` more images would be admitted now; callers check before costly work (image
+    /// decoding), and a refusal counts as a failed request in the statistics.
+    pub fn check_room(&self, n: usize) -> Result<(), SubmitError> {
+        let depth = self.depth();
+        let refusal = if n > self.capacity {
+            SubmitError::TooMany { n, capacity: self.capacity }
+        } else if depth + n > self.capacity {
+            SubmitError::QueueFull { depth, capacity: self.capacity }
+        } else {
+            return Ok(());
+        };
+        self.metrics.stats.refused();
+        Err(refusal)
+    }
+
     /// Images admitted and not yet running.
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Acquire)
@@ -203,6 +224,11 @@ impl Batcher {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The model's inference statistics (Triton's statistics extension).
+    pub fn stats(&self) -> &ModelStats {
+        &self.metrics.stats
     }
 
     /// Refuses new work; what is already queued still runs, then the thread ends.
@@ -319,8 +345,9 @@ impl Worker {
         self.metrics.queue_depth.sub(admitted as i64);
         let start = Instant::now();
         for job in &batch {
-            let waited = start.duration_since(job.enqueued).as_secs_f64();
-            (0..job.images).for_each(|_| self.metrics.queue_seconds.observe(waited));
+            let waited = start.duration_since(job.enqueued);
+            (0..job.images).for_each(|_| self.metrics.queue_seconds.observe(waited.as_secs_f64()));
+            self.metrics.stats.queued(waited);
         }
         // Clients that went away (timeout, closed connection) need no answer.
         batch.retain(|job| !job.reply.is_closed());
@@ -332,18 +359,32 @@ impl Worker {
             Padding::Exact => n,
             Padding::ToBuckets => bucket_for(n, self.policy.max_batch),
         };
-        let result = self.infer(&batch, n, padded);
+        let (result, mut times) = self.infer(&batch, n, padded);
         self.metrics.inference_seconds.observe(start.elapsed().as_secs_f64());
         self.metrics.batch_size.observe(n as f64);
-        match result {
-            Ok(logits) => answer(batch, &logits, padded),
-            Err(err) => answer_all(batch, err),
+        let answering = Instant::now();
+        let replies = match result {
+            Ok(logits) => rows_of(&batch, &logits, padded),
+            Err(err) => {
+                tracing::error!("{err}");
+                batch.iter().map(|_| Err(err.clone())).collect()
+            }
+        };
+        times.output = answering.elapsed();
+        // Statistics before answers: a client that reads them right after its answer must
+        // find its own request counted.
+        self.metrics.stats.executed(n, batch.len(), times);
+        for (job, reply) in batch.into_iter().zip(replies) {
+            self.metrics.stats.answered(reply.is_ok(), job.enqueued.elapsed());
+            // A client that went away meanwhile needs no answer.
+            let _ = job.reply.send(reply);
         }
     }
 
     /// One runtime call on the batch's images (zero-padded to `padded`); a lone unpadded job
     /// runs from its own buffer, without a copy.
-    fn infer(&mut self, batch: &[Job], n: usize, padded: usize) -> Result<Vec<f32>, BatchError> {
+    fn infer(&mut self, batch: &[Job], n: usize, padded: usize) -> (Result<Vec<f32>, BatchError>, BatchTimes) {
+        let gathering = Instant::now();
         let input: &[f32] = match batch {
             [job] if padded == n => &job.input,
             _ => {
@@ -353,33 +394,26 @@ impl Worker {
                 &self.input
             }
         };
+        let running = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut backend = self.backend.lock().unwrap_or_else(PoisonError::into_inner);
             backend.run(input, padded)
         }));
-        match result {
+        let times = BatchTimes { input: running - gathering, infer: running.elapsed(), output: Duration::ZERO };
+        let result = match result {
             Ok(Ok(logits)) => Ok(logits),
             Ok(Err(e)) => Err(BatchError::Inference(e.to_string())),
             Err(_) => Err(BatchError::Inference("the runtime panicked".into())),
-        }
+        };
+        (result, times)
     }
 }
 
-/// Each job gets its own rows of the batch's logits.
-fn answer(batch: Vec<Job>, logits: &[f32], padded: usize) {
+/// Each job's own rows of the batch's logits.
+fn rows_of(batch: &[Job], logits: &[f32], padded: usize) -> Vec<Reply> {
     let classes = logits.len() / padded.max(1);
     let mut rows = logits.chunks_exact(classes.max(1));
-    for job in batch {
-        let mine: Vec<f32> = rows.by_ref().take(job.images).flatten().copied().collect();
-        let _ = job.reply.send(Ok(mine));
-    }
-}
-
-fn answer_all(batch: Vec<Job>, err: BatchError) {
-    tracing::error!("{err}");
-    for job in batch {
-        let _ = job.reply.send(Err(err.clone()));
-    }
+    batch.iter().map(|job| Ok(rows.by_ref().take(job.images).flatten().copied().collect())).collect()
 }
 
 #[cfg(test)]

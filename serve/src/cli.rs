@@ -35,8 +35,17 @@ const LONG_VERSION: &str = if cfg!(feature = "cuda") {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log lines on stderr: text for people, json (one object per line) for log collectors.
+    #[arg(long, value_name = "FORMAT", env = "SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Tools beside the server.
@@ -117,6 +126,11 @@ pub struct BenchArgs {
     /// With --url: the image file every request carries (default: a generated 64×64 PNG).
     #[arg(long, value_name = "FILE", requires = "url")]
     pub image: Option<PathBuf>,
+
+    /// With --url: send the first key of this file (as `serve --api-key-file` reads it) as
+    /// `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub api_key_file: Option<PathBuf>,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -186,4 +200,27 @@ pub struct RunArgs {
     /// ONNX Runtime library (default: .ort/cpu/ or .ort/cuda/ as fetched by scripts/setup.sh).
     #[arg(long, value_name = "PATH", env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,
+
+    /// API keys, one per line (blank and # lines skipped); re-read on SIGHUP. With it, every
+    /// route under /v1/ and /v2/ needs `Authorization: Bearer KEY` (401 otherwise), except the
+    /// health routes (/healthz, /readyz, /v2/health/*).
+    #[arg(long, value_name = "FILE", env = "SERVE_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// With --api-key-file: the page (/) and /metrics need a key too.
+    #[arg(long, env = "SERVE_PROTECT_ALL", requires = "api_key_file")]
+    pub protect_all: bool,
+
+    /// A browser origin (scheme://host[:port]) allowed to call the API from its pages;
+    /// repeatable (or comma-separated in the variable); `*` allows any.
+    #[arg(long, value_name = "ORIGIN", env = "SERVE_CORS_ALLOW_ORIGIN", value_delimiter = ',', value_parser = origin)]
+    pub cors_allow_origin: Vec<String>,
+}
+
+fn origin(s: &str) -> Result<String, String> {
+    if cifar_serve::server::is_origin(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("`{s}` is not an origin: scheme://host[:port] (http or https, no path), or *"))
+    }
 }

@@ -5,8 +5,10 @@
 //! [`batcher`] (one queue and one thread per model) → [`backend`] (ONNX Runtime, [`ort`]) →
 //! logits → [`predict`] (softmax, top-k) → JSON.
 
+pub mod auth;
 pub mod backend;
 pub mod bench;
+pub mod cause;
 pub mod batcher;
 pub mod device;
 pub mod http;
@@ -16,6 +18,7 @@ pub mod predict;
 pub mod preprocess;
 pub mod registry;
 pub mod server;
+pub mod stats;
 
 pub use backend::{Backend, BackendError};
 pub use device::Device;

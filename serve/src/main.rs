@@ -15,19 +15,24 @@ use std::time::Duration;
 
 fn main() {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: logs redirected to a file stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logs(cli.log_format);
     let result = match cli.command {
         Some(cli::Command::Bench(args)) => bench(args),
         None => run(cli.run),
     };
     if let Err(err) = result {
-        eprintln!("serve: error: {err:#}");
+        eprintln!("serve: error: {}", cifar_serve::cause::chain(err.as_ref()));
         std::process::exit(1);
+    }
+}
+
+fn init_logs(format: cli::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a terminal: logs redirected to a file stay plain text.
+        cli::LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        cli::LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
     }
 }
 
@@ -43,7 +48,13 @@ fn bench(args: cli::BenchArgs) -> Result<()> {
         ort: OrtOptions { device: args.device, allow_cpu_fallback: args.allow_cpu_fallback, threads: args.threads.map_or(cores, |t| t as usize), spin: args.ort_spin },
         latency: LatencyPlan { batch_sizes, iters: args.iters as usize, warmup_iters: args.warmup as usize, budget_per_size: None, pause: None },
         http: match args.url {
-            Some(url) => Some(LoadPlan { url, concurrency: args.concurrency as usize, duration: args.duration, payload: payload(args.image.as_deref())? }),
+            Some(url) => Some(LoadPlan {
+                url,
+                concurrency: args.concurrency as usize,
+                duration: args.duration,
+                payload: payload(args.image.as_deref())?,
+                api_key: args.api_key_file.as_deref().map(cifar_serve::auth::first_key).transpose()?,
+            }),
             None => None,
         },
     };
@@ -82,8 +93,11 @@ fn run(args: cli::RunArgs) -> Result<()> {
         max_body: usize::try_from(args.max_body.as_u64()).unwrap_or(usize::MAX),
         http_workers: args.http_workers.map_or(cores, |w| w as usize),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        api_key_file: args.api_key_file,
+        protect_all: args.protect_all,
+        cors_origins: args.cors_allow_origin,
     };
-    tracing::info!("{opts:?}");
+    tracing::info!("starting: {}", opts.describe());
     actix_web::rt::System::new().block_on(cifar_serve::server::run(opts, |addr| {
         tracing::info!("ready: listening on http://{addr}");
         // stdout carries exactly this line, for scripts and tests to find the port.

@@ -32,6 +32,8 @@ pub struct ModelMetrics {
     pub batch_size: Histogram,
     pub inference_seconds: Histogram,
     pub queue_depth: IntGauge,
+    /// Triton-style statistics (`/v2/models/NAME/stats`), kept beside the Prometheus series.
+    pub stats: std::sync::Arc<crate::stats::ModelStats>,
 }
 
 impl Metrics {
@@ -73,6 +75,7 @@ impl Metrics {
             batch_size: self.batch_size.with_label_values(&[model]),
             inference_seconds: self.inference_seconds.with_label_values(&[model]),
             queue_depth: self.queue_depth.with_label_values(&[model]),
+            stats: Default::default(),
         }
     }
 

@@ -30,6 +30,12 @@ fn help_names_every_flag_and_its_environment_variable() {
         "ORT_DYLIB_PATH",
         "/v1/classify",
         "429",
+        "--api-key-file",
+        "SERVE_API_KEY_FILE",
+        "--protect-all",
+        "--cors-allow-origin",
+        "--log-format",
+        "SERVE_LOG_FORMAT",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -44,6 +50,10 @@ fn usage_errors_exit_2() {
         &["--models", "m", "--max-batch", "0"],
         &["--models", "m", "--ort-spin", "sometimes"],
         &["--models", "m", "--no-such-flag"],
+        &["--models", "m", "--cors-allow-origin", "app.example"],
+        &["--models", "m", "--cors-allow-origin", "http://app.example/path"],
+        &["--models", "m", "--protect-all"],
+        &["--models", "m", "--log-format", "xml"],
     ] {
         let out = serve(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -51,11 +61,27 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn a_missing_model_folder_is_named() {
+fn a_missing_model_folder_is_named_and_its_cause_said_once() {
     let out = serve(&["--models", "/nonexistent/models", "--bind", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/models"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!err.contains("ServerOptions"), "the configuration is described in words: {err}");
+}
+
+#[test]
+fn a_bad_key_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("keys");
+    std::fs::write(&empty, "# no keys yet\n").unwrap();
+    let missing = dir.path().join("missing");
+    for (file, says) in [(&empty, "holds no key"), (&missing, "cannot read the API key file")] {
+        let out = serve(&["--models", "/nonexistent/models", "--bind", "127.0.0.1:0", "--api-key-file", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says) && err.contains(file.to_str().unwrap()), "{err}");
+    }
 }
 
 #[test]
@@ -80,6 +106,7 @@ fn bench_help_and_usage_errors() {
     usage(&["--url", "http://127.0.0.1:1", "--duration", "3600"]);
     usage(&["--batch-sizes", "1,0"]);
     usage(&["--iters", "0"]);
+    usage(&["--api-key-file", "keys"]); // without --url
     let out = serve(&["bench", "--out", "o"]);
     assert_eq!(out.status.code(), Some(2), "--models is required");
 }

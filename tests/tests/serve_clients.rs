@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::Duration;
 
 fn server() -> &'static Server {
     Server::shared(&[])
@@ -49,34 +48,8 @@ fn tritonclient_works_with_json_and_binary_tensors() {
 #[test]
 fn the_page_classifies_an_image_in_headless_chromium() {
     let s = server();
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("chromium is missing: run `bash scripts/setup.sh` (installs Debian's chromium)");
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(chromium);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--virtual-time-budget=20000",
-        "--dump-dom",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg(s.u("/?selftest=1"));
-    let out = run_with_timeout(cmd, Duration::from_secs(120));
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        dom.contains("data-selftest=\"pass\""),
-        "the page's self-test did not pass.\nDOM:\n{dom}\nchromium stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dom = headless_dom(&s.u("/?selftest=1"));
+    assert!(dom.contains("data-selftest=\"pass\""), "the page's self-test did not pass.\nDOM:\n{dom}");
     assert_eq!(dom.matches("class=\"bar\"").count(), 5, "five bars are drawn");
     assert!(dom.contains("\"model\":\"resnet-light\""), "the API's answer is shown: {dom}");
     let classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
@@ -84,28 +57,4 @@ fn the_page_classifies_an_image_in_headless_chromium() {
     // The page's request went through the API and was counted.
     let metrics = get(&s.u("/metrics")).text();
     assert!(metric(&metrics, "cifar_serve_requests_total{endpoint=\"/v1/models/{name}/classify\",model=\"resnet-light\",status=\"200\"}").is_some());
-}
-
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0); // its own group, so the browser's helpers can be stopped with it
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("starting chromium");
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.expect("chromium output"),
-        Err(_) => {
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-            panic!("chromium did not finish within {timeout:?}");
-        }
-    }
 }

@@ -7,7 +7,7 @@
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
@@ -63,9 +63,13 @@ pub(super) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
-/// A request to `authority` (`host:port`) for `path`: a GET without `body`, else a POST of it.
-fn request(authority: &str, path: &str, body: Option<&Bytes>) -> Result<Request<Full<Bytes>>, Failure> {
-    let builder = Request::builder().uri(path).header(HOST, authority);
+/// A request to `authority` (`host:port`) for `path`: a GET without `body`, else a POST of it;
+/// with `key`, as `Authorization: Bearer KEY`.
+fn request(authority: &str, path: &str, body: Option<&Bytes>, key: Option<&str>) -> Result<Request<Full<Bytes>>, Failure> {
+    let mut builder = Request::builder().uri(path).header(HOST, authority);
+    if let Some(key) = key {
+        builder = builder.header(AUTHORIZATION, format!("Bearer {key}"));
+    }
     match body {
         None => builder.method("GET").body(Full::new(Bytes::new())),
         Some(b) => builder.method("POST").header(CONTENT_TYPE, "application/octet-stream").body(Full::new(b.clone())),
@@ -104,19 +108,19 @@ async fn exchange(conn: &mut Option<Connection>, authority: &str, req: Request<F
 }
 
 /// One request on a fresh connection, within [`REQUEST_TIMEOUT`].
-pub(super) async fn get(authority: &str, path: &str) -> Result<(u16, Bytes), Failure> {
-    let req = request(authority, path, None)?;
+pub(super) async fn get(authority: &str, path: &str, key: Option<&str>) -> Result<(u16, Bytes), Failure> {
+    let req = request(authority, path, None, key)?;
     tokio::time::timeout(REQUEST_TIMEOUT, exchange(&mut None, authority, req)).await.map_err(|_| Failure::Timeout)?
 }
 
 /// One client: POSTs `body` to `path`, one request after another on one kept-alive connection,
 /// until `deadline`. A request counts once its whole answer has arrived.
-pub(super) async fn client(authority: String, path: String, body: Bytes, deadline: Instant) -> Tally {
+pub(super) async fn client(authority: String, path: String, body: Bytes, key: Option<String>, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
     let mut conn = None;
     while Instant::now() < deadline {
         let t = Instant::now();
-        let answer = match request(&authority, &path, Some(&body)) {
+        let answer = match request(&authority, &path, Some(&body), key.as_deref()) {
             Ok(req) => tokio::time::timeout(REQUEST_TIMEOUT, exchange(&mut conn, &authority, req)).await.unwrap_or(Err(Failure::Timeout)),
             Err(e) => Err(e),
         };

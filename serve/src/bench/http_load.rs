@@ -88,6 +88,8 @@ pub struct LoadPlan {
     pub duration: Duration,
     /// The image every request carries.
     pub payload: Payload,
+    /// Sent as `Authorization: Bearer KEY` (`serve bench --api-key-file`).
+    pub api_key: Option<String>,
 }
 
 /// The image the clients send: a file, or [`sample_png`].
@@ -167,10 +169,10 @@ impl HttpLoad {
 }
 
 /// Names of the models the server at `url` serves.
-pub fn served_models(url: &LoopbackUrl) -> Result<Vec<String>, HttpLoadError> {
+pub fn served_models(url: &LoopbackUrl, key: Option<&str>) -> Result<Vec<String>, HttpLoadError> {
     let list = format!("{url}/v1/models");
     let runtime = http_client::runtime().map_err(HttpLoadError::Runtime)?;
-    let answer = runtime.block_on(http_client::get(&url.authority, "/v1/models"));
+    let answer = runtime.block_on(http_client::get(&url.authority, "/v1/models", key));
     let (status, bytes) = answer.map_err(|e| HttpLoadError::Unreachable { url: list.clone(), reason: e.to_string() })?;
     let not_serve = |reason: String| HttpLoadError::NotServe { url: list.clone(), reason };
     if status != 200 {
@@ -238,7 +240,7 @@ fn clients(plan: &LoadPlan, path: &str, concurrency: usize) -> Result<Run, HttpL
     let deadline = started + duration;
     let tally = runtime.block_on(async {
         let tasks: Vec<_> = (0..concurrency)
-            .map(|_| tokio::spawn(http_client::client(plan.url.authority.clone(), path.to_string(), body.clone(), deadline)))
+            .map(|_| tokio::spawn(http_client::client(plan.url.authority.clone(), path.to_string(), body.clone(), plan.api_key.clone(), deadline)))
             .collect();
         let mut tally = Tally::default();
         for task in tasks {
@@ -336,7 +338,7 @@ mod tests {
         // Bind then drop: the port is (almost certainly) closed afterwards.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}").parse().unwrap();
-        let plan = LoadPlan { url, concurrency: 2, duration: Duration::from_millis(100), payload: Payload::sample() };
+        let plan = LoadPlan { url, concurrency: 2, duration: Duration::from_millis(100), payload: Payload::sample(), api_key: None };
         let mut r = drive(&plan, "m").unwrap();
         assert_eq!(r.ok, 0);
         assert!(r.requests > 0 && r.errors == r.requests && r.latency.is_none(), "{r:?}");
@@ -344,6 +346,6 @@ mod tests {
         assert!(single.requests > 0 && single.errors == single.requests && single.latency.is_none(), "{single:?}");
         r.compare_with(Some(0.5), Some(1000.0));
         assert_eq!((r.overhead_b1_ms, r.throughput_ratio), (None, Some(0.0)), "no single-client latency to compare");
-        assert!(served_models(&plan.url).is_err());
+        assert!(served_models(&plan.url, None).is_err());
     }
 }

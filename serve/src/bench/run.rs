@@ -40,7 +40,7 @@ pub enum BenchError {
 pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
     let files = registry::model_files(&opts.models_dir)?;
     // Check the server first: a wrong --url should fail before minutes of measuring.
-    let served = opts.http.as_ref().map(|plan| http_load::served_models(&plan.url)).transpose()?;
+    let served = opts.http.as_ref().map(|plan| http_load::served_models(&plan.url, plan.api_key.as_deref())).transpose()?;
     let mut ort = opts.ort.clone();
     let (_, env) = registry::init_runtime(opts.ort_lib.as_deref(), &mut ort)?;
     let mut device = ort.device;
@@ -52,7 +52,9 @@ pub fn run(opts: &BenchOptions) -> Result<(Report, Vec<PathBuf>), BenchError> {
         let shared: SharedBackend = Arc::new(Mutex::new(Box::new(backend) as Box<dyn Backend>));
         tracing::info!("{name}: timing batch sizes {:?}", opts.latency.batch_sizes);
         let latency = latency::measure(&shared, &opts.latency).map_err(|source| BenchError::Run { name: name.clone(), source })?;
-        let pct = |v: Option<f64>| v.map(|v| v * 100.0);
+        // Accuracies are fractions of whole test sets (k / 10,000): two decimals of a percent,
+        // without binary noise such as 78.03999999999999.
+        let pct = |v: Option<f64>| v.map(|v| (v * 1e4).round() / 100.0);
         models.push(ModelReport {
             seed: SeedPublished::for_architecture(&meta.model, &meta.facts),
             file: file_name(&file),

@@ -1,6 +1,6 @@
-//! Every error a request can meet, and the one table that maps each to its HTTP status. The
-//! body is always `{"error": "..."}` (the V2 protocol's error shape too), and the message
-//! says what was expected.
+//! Every error a request can meet, and the one table that maps each to its HTTP status and
+//! machine-readable `error_type`. The body is always `{"error": "...", "error_type": "..."}`
+//! (the V2 protocol's error shape, with one key more), and the message says what was expected.
 
 use crate::batcher::{BatchError, SubmitError};
 use crate::preprocess::PreprocessError;
@@ -35,6 +35,10 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error("another benchmark is running on this server; retry when it has finished (one at a time, so that live traffic keeps the sessions)")]
     Busy,
+    #[error("{0}")]
+    Unauthorized(crate::auth::Denied),
+    #[error("the server is draining for shutdown")]
+    Draining,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,34 +51,102 @@ fn image_prefix(index: usize, count: usize) -> String {
     }
 }
 
+/// The rows of the error table: each has one HTTP status and one `error_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    TooManyRequests,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::BadRequest,
+        ErrorKind::Unauthorized,
+        ErrorKind::NotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::Conflict,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::TooManyRequests,
+        ErrorKind::Internal,
+        ErrorKind::Unavailable,
+    ];
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The body's `error_type`: stable, for programs to branch on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::TooManyRequests => "too_many_requests",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Unavailable => "unavailable",
+        }
+    }
+}
+
 impl ApiError {
     /// The table.
-    pub fn status(&self) -> StatusCode {
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
         use PreprocessError as P;
         use SubmitError as S;
         match self {
-            ApiError::BadRequest(_) | ApiError::BadTensor(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BadTensor(_) => K::BadRequest,
             ApiError::Image { source, .. } => match source {
-                P::Empty | P::NotAnImage | P::Corrupt(_) => StatusCode::BAD_REQUEST,
-                P::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                P::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                P::Empty | P::NotAnImage | P::Corrupt(_) => K::BadRequest,
+                P::Unsupported(_) => K::UnsupportedMediaType,
+                P::TooLarge(_) => K::PayloadTooLarge,
             },
-            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTooLarge { .. } => K::PayloadTooLarge,
+            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::NoRoute { .. } => K::NotFound,
+            ApiError::MethodNotAllowed { .. } => K::MethodNotAllowed,
             ApiError::Submit(e) => match e {
-                S::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-                S::TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                S::NoImages | S::BadImage(_) => StatusCode::BAD_REQUEST,
-                S::Closed => StatusCode::SERVICE_UNAVAILABLE,
+                S::QueueFull { .. } => K::TooManyRequests,
+                S::TooMany { .. } => K::PayloadTooLarge,
+                S::NoImages | S::BadImage(_) => K::BadRequest,
+                S::Closed => K::Unavailable,
             },
             ApiError::Batch(e) => match e {
-                BatchError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                BatchError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                BatchError::Inference(_) => K::Internal,
+                BatchError::Stopped => K::Unavailable,
             },
-            ApiError::Busy => StatusCode::CONFLICT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Busy => K::Conflict,
+            ApiError::Unauthorized(_) => K::Unauthorized,
+            ApiError::Draining => K::Unavailable,
+            ApiError::Internal(_) => K::Internal,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.kind().status()
     }
 
     pub fn image(index: usize, count: usize, source: PreprocessError) -> Self {
@@ -98,7 +170,10 @@ impl ResponseError for ApiError {
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
-        response.json(serde_json::json!({ "error": self.to_string() }))
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(serde_json::json!({ "error": self.to_string(), "error_type": self.kind().as_str() }))
     }
 }
 
@@ -140,6 +215,11 @@ mod tests {
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err}");
         }
+        // One error_type per row, each spelled once.
+        let types: std::collections::BTreeSet<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(types.len(), ErrorKind::ALL.len());
+        let statuses: std::collections::BTreeSet<u16> = ErrorKind::ALL.iter().map(|k| k.status().as_u16()).collect();
+        assert_eq!(statuses.len(), ErrorKind::ALL.len());
         assert!(ApiError::image(1, 2, PreprocessError::Empty).to_string().starts_with("image 2 of 2: "));
     }
 
@@ -149,5 +229,12 @@ mod tests {
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "1");
         assert_eq!(resp.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
+    }
+
+    #[test]
+    fn unauthorized_asks_for_a_bearer_token() {
+        let resp = ApiError::Unauthorized(crate::auth::Denied::Missing).error_response();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers().get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
     }
 }

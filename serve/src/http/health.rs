@@ -1,7 +1,7 @@
 //! Liveness and readiness for orchestrators.
 
 use super::{resource, AppState};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpResponse, ResponseError};
 use serde_json::json;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -19,6 +19,6 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.is_ready() {
         HttpResponse::Ok().json(json!({"status": "ready", "models": models}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"error": "the server is draining for shutdown"}))
+        super::errors::ApiError::Draining.error_response()
     }
 }

@@ -1,11 +1,13 @@
 //! The HTTP layer: shared state, routes, and the app every worker builds.
 
+pub mod access;
 pub mod benchmark;
 pub mod body;
 pub mod errors;
 pub mod health;
 pub mod metrics;
 pub mod page;
+pub mod statistics;
 pub mod v1;
 pub mod v2;
 
@@ -26,6 +28,10 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// One `/benchmark` at a time.
     pub benchmark: benchmark::BenchmarkGate,
+    /// `--api-key-file`: the keys every protected route needs (none: all routes open).
+    pub keys: Option<Arc<crate::auth::ApiKeys>>,
+    /// `--protect-all`: the page and `/metrics` need a key too.
+    pub protect_all: bool,
 }
 
 impl AppState {
@@ -43,6 +49,25 @@ pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(errors::method_not_allowed))
 }
 
+/// Browser clients from these origins may call the API (with their `Authorization` and the
+/// V2 binary header); `*` allows any origin.
+pub fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::HeaderName::from_static("inference-header-content-length"),
+            access::REQUEST_ID,
+        ])
+        .expose_headers([access::REQUEST_ID, actix_web::http::header::HeaderName::from_static("inference-header-content-length")])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        return cors.allow_any_origin();
+    }
+    origins.iter().fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
 /// Every route of the server.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(errors::query_error));
@@ -51,5 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     metrics::configure(cfg);
     v1::configure(cfg);
     benchmark::configure(cfg);
+    // Before v2: `/v2/models/stats` would otherwise read as the metadata of a model "stats".
+    statistics::configure(cfg);
     v2::configure(cfg);
 }

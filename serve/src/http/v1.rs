@@ -3,7 +3,6 @@
 use super::body::{images, read_limited};
 use super::errors::ApiError;
 use super::{resource, AppState};
-use crate::batcher::SubmitError;
 use crate::predict::{top_k, Prediction};
 use crate::preprocess::{header_pixels, preprocess_into, Normalisation};
 use crate::registry::ServedModel;
@@ -81,13 +80,7 @@ async fn classify(
     let files = images(&req, body).await?;
     let batcher = model.batcher();
     // Refuse before decoding when the images cannot be admitted: decoding is the costly part.
-    let (depth, capacity) = (batcher.depth(), batcher.capacity());
-    if files.len() > capacity {
-        return Err(SubmitError::TooMany { n: files.len(), capacity }.into());
-    }
-    if depth + files.len() > capacity {
-        return Err(SubmitError::QueueFull { depth, capacity }.into());
-    }
+    batcher.check_room(files.len())?;
     let count = files.len();
     let inputs = decode_all(files, model.norm).await?;
     let logits = batcher.submit(inputs)?.wait().await?;

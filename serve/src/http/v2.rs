@@ -52,7 +52,7 @@ async fn server_metadata() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "name": "cifar-serve",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["binary_tensor_data", "statistics"],
     }))
 }
 

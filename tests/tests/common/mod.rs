@@ -122,10 +122,15 @@ pub struct Server {
 impl Server {
     /// Starts `serve --models DIR --bind 127.0.0.1:0 ARGS` and waits until /readyz says ready.
     pub fn start(models: &Path, args: &[&str]) -> Server {
+        Self::start_logging(models, args, "info")
+    }
+
+    /// As [`Server::start`], with `RUST_LOG=filter`.
+    pub fn start_logging(models: &Path, args: &[&str], filter: &str) -> Server {
         let log = models.join(format!("serve-{}.log", std::process::id()));
         let mut cmd = Command::new(binary("cifar-serve", "serve"));
         cmd.arg("--models").arg(models).args(["--bind", "127.0.0.1:0"]).args(args);
-        cmd.env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
+        cmd.env("RUST_LOG", filter).stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
         // The server must not outlive the test process, even when a test panics or is killed.
         unsafe {
             cmd.pre_exec(|| {
@@ -237,11 +242,26 @@ impl Reply {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// A 4xx/5xx in the API's shape: JSON `{"error": "..."}`; returns the message.
+    /// A 4xx/5xx in the API's shape: JSON `{"error": "...", "error_type": "..."}`, the type
+    /// being the README's name for the status; returns the message.
     pub fn error(&self) -> String {
         let body = self.json();
         let msg = body["error"].as_str().unwrap_or_else(|| panic!("no `error` in {body}"));
         assert!(!msg.is_empty());
+        let expected = match self.status {
+            400 => "bad_request",
+            401 => "unauthorized",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            409 => "conflict",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            429 => "too_many_requests",
+            500 => "internal",
+            503 => "unavailable",
+            other => panic!("status {other} is not in the error table: {body}"),
+        };
+        assert_eq!(body["error_type"].as_str(), Some(expected), "error_type of a {}: {body}", self.status);
         msg.to_string()
     }
 }
@@ -267,6 +287,14 @@ fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply
 
 pub fn get(url: &str) -> Reply {
     reply(agent().get(url).call())
+}
+
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(req.call())
 }
 
 pub fn post(url: &str, content_type: &str, body: &[u8]) -> Reply {
@@ -370,4 +398,57 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// `cifar_serve_batch_size_count{model="batching"}`.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+}
+
+/// The DOM of `url` after headless Chromium has run its scripts (virtual time, 20 s budget).
+/// Chromium comes from `scripts/setup.sh` (Debian's package).
+pub fn headless_dom(url: &str) -> String {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is missing: run `bash scripts/setup.sh` (installs Debian's chromium)");
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(url);
+    let out = run_with_timeout(cmd, Duration::from_secs(120));
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!dom.is_empty(), "chromium printed no DOM:\n{}", String::from_utf8_lossy(&out.stderr));
+    dom
+}
+
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::process::Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0); // its own group, so the browser's helpers can be stopped with it
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("starting chromium");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("chromium output"),
+        Err(_) => {
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            panic!("chromium did not finish within {timeout:?}");
+        }
+    }
 }

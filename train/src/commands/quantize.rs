@@ -2,7 +2,7 @@
 
 use crate::cli::QuantizeArgs;
 use anyhow::Result;
-use cifar_train::quantize::{quantize, Granularity, KeepF32, Options};
+use cifar_train::quantize::{quantize, Granularity, KeepF32, Options, WeightGrid, WeightRange};
 
 pub fn run(args: &QuantizeArgs) -> Result<()> {
     let opts = Options {
@@ -11,7 +11,10 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         data_dir: args.data_dir.clone(),
         calibration_images: args.calibration_images,
         method: args.method,
-        weights: if args.per_tensor_weights { Granularity::PerTensor } else { Granularity::PerChannel },
+        weights: WeightGrid {
+            granularity: if args.per_tensor_weights { Granularity::PerTensor } else { Granularity::PerChannel },
+            range: if args.full_weight_range { WeightRange::Full } else { WeightRange::Reduced },
+        },
         max_drop_points: args.max_accuracy_drop.0,
         keep_f32: KeepF32 { first_conv: args.f32_first_conv, classifier: args.f32_classifier },
         ort_lib: args.ort_lib.clone(),

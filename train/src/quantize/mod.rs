@@ -12,7 +12,7 @@ mod runtime;
 mod zoo_folder;
 
 pub use plan::KeepF32;
-pub use qdq::Granularity;
+pub use qdq::{Granularity, WeightGrid, WeightRange};
 pub use ranges::Method;
 
 use crate::data::{BatchFiles, DataError, Normalizer, Records};
@@ -73,7 +73,7 @@ pub struct Options {
     pub data_dir: PathBuf,
     pub calibration_images: usize,
     pub method: Method,
-    pub weights: Granularity,
+    pub weights: WeightGrid,
     /// Largest accepted test-accuracy drop in points; None: write without measuring the drop.
     pub max_drop_points: Option<f64>,
     pub keep_f32: KeepF32,
@@ -172,7 +172,8 @@ fn describe(source: &ModelMetadata, opts: &Options, calibration_images: usize, m
     meta.quantization = Some(Quantization {
         method: opts.method.as_str().into(),
         calibration_images: calibration_images as u64,
-        weights: opts.weights.as_str().into(),
+        weights: opts.weights.granularity.as_str().into(),
+        weight_max: opts.weights.range.max(),
         activations: "uint8".into(),
         test_images: measured.map(|m| m.test_images as u64),
     });

@@ -46,8 +46,38 @@ impl Granularity {
     }
 }
 
+/// How much of the int8 grid weights use. ONNX Runtime multiplies uint8 activations by int8
+/// weights; on CPUs without VNNI (AVX2 only, e.g. AMD Zen 3) its kernels add pairs of such
+/// products in a saturating int16 (`vpmaddubsw`), and 2·255·127 overflows it: resnet-heavy lost
+/// 4 points that way on a Zen 3 EPYC while it lost none on a VNNI machine. 2·255·63 fits, so
+/// 7-bit weights (ONNX Runtime's `reduce_range`) give the same answers on every CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightRange {
+    /// [-63, 63]: exact on every CPU.
+    #[default]
+    Reduced,
+    /// [-127, 127]: one bit finer, exact only where the CPU has VNNI (or AMX).
+    Full,
+}
+
+impl WeightRange {
+    pub fn max(self) -> u8 {
+        match self {
+            WeightRange::Reduced => 63,
+            WeightRange::Full => 127,
+        }
+    }
+}
+
+/// The int8 weights: their scaling and range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightGrid {
+    pub granularity: Granularity,
+    pub range: WeightRange,
+}
+
 /// `graph` rewritten per `plan`, with the calibrated `ranges` of its tensors.
-pub fn rewrite(graph: &GraphProto, plan: &Plan, ranges: &HashMap<String, (f32, f32)>, weights: Granularity) -> Result<GraphProto, QuantizeError> {
+pub fn rewrite(graph: &GraphProto, plan: &Plan, ranges: &HashMap<String, (f32, f32)>, weights: WeightGrid) -> Result<GraphProto, QuantizeError> {
     let params = resolve(plan, ranges)?;
     let mut inits: HashMap<String, TensorProto> = graph.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
     let mut out = Rewriter { nodes: Vec::new(), added: Vec::new(), params: &params };
@@ -115,7 +145,7 @@ impl Rewriter<'_> {
 
     /// Replaces the weight (and bias) of Conv/Gemm `n` by int8 (int32) initializers read
     /// through DequantizeLinear nodes, placed before `n`.
-    fn quantize_weights(&mut self, n: &mut NodeProto, inits: &HashMap<String, TensorProto>, g: Granularity) -> Result<(), QuantizeError> {
+    fn quantize_weights(&mut self, n: &mut NodeProto, inits: &HashMap<String, TensorProto>, g: WeightGrid) -> Result<(), QuantizeError> {
         let input_scale = n.input[0].strip_suffix(".dq").and_then(|t| self.params.get(t)).map(|p| p.scale);
         let Some(input_scale) = input_scale else {
             return Err(QuantizeError::Unsupported(format!("{} {}: its input is not quantized", n.op_type, n.name)));
@@ -162,19 +192,20 @@ enum Quantized<'a> {
     Int32(&'a [i32]),
 }
 
-/// Symmetric int8 weights in [-127, 127] (the range the u8×s8 kernels cannot overflow) and
-/// their scales: one per output channel (the leading axis) or one in all.
-pub fn int8_weights(w: &[f32], channels: usize, g: Granularity) -> (Vec<i8>, Vec<f32>) {
+/// Symmetric int8 weights in [-max, max] of `g.range` and their scales: one per output channel
+/// (the leading axis) or one in all.
+pub fn int8_weights(w: &[f32], channels: usize, g: WeightGrid) -> (Vec<i8>, Vec<f32>) {
     let per = w.len() / channels.max(1);
+    let top = g.range.max() as f32;
     let scale_of = |chunk: &[f32]| {
         let max = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-        if max > 0.0 { max / 127.0 } else { 1.0 }
+        if max > 0.0 { max / top } else { 1.0 }
     };
-    let scales: Vec<f32> = match g {
+    let scales: Vec<f32> = match g.granularity {
         Granularity::PerChannel => w.chunks(per).map(scale_of).collect(),
         Granularity::PerTensor => vec![scale_of(w)],
     };
-    let q = w.iter().enumerate().map(|(i, v)| (v / scales[(i / per).min(scales.len() - 1)]).round().clamp(-127.0, 127.0) as i8).collect();
+    let q = w.iter().enumerate().map(|(i, v)| (v / scales[(i / per).min(scales.len() - 1)]).round().clamp(-top, top) as i8).collect();
     (q, scales)
 }
 
@@ -200,13 +231,20 @@ mod tests {
     #[test]
     fn weights_round_trip_within_half_a_step_per_channel() {
         let w = [0.5, -1.0, 0.25, 0.001, -0.002, 0.0];
-        let (q, s) = int8_weights(&w, 2, Granularity::PerChannel);
+        let grid = |granularity, range| WeightGrid { granularity, range };
+        let (q, s) = int8_weights(&w, 2, grid(Granularity::PerChannel, WeightRange::Full));
         assert_eq!(s.len(), 2);
         assert_eq!(q[1], -127);
         for (i, v) in w.iter().enumerate() {
             assert!((q[i] as f32 * s[i / 3] - v).abs() <= s[i / 3] / 2.0 + 1e-9);
         }
-        let (q, s) = int8_weights(&w, 2, Granularity::PerTensor);
+        let (q, s) = int8_weights(&w, 2, grid(Granularity::PerChannel, WeightRange::Reduced));
+        assert_eq!(q[1], -63, "7 bits by default");
+        assert!(q.iter().all(|v| (-63..=63).contains(v)));
+        for (i, v) in w.iter().enumerate() {
+            assert!((q[i] as f32 * s[i / 3] - v).abs() <= s[i / 3] / 2.0 + 1e-9);
+        }
+        let (q, s) = int8_weights(&w, 2, grid(Granularity::PerTensor, WeightRange::Full));
         assert_eq!(s.len(), 1);
         assert_eq!(&q[3..], &[0, 0, 0], "one scale for all rounds the small channel away");
         assert_eq!(int32_bias(&[1.0, -0.5], &[0.01, 0.5]), [100, -1]);
