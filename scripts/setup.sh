@@ -5,7 +5,7 @@
 #   protoc                Debian protobuf-compiler, for candle-onnx's build script
 #   .ort/cpu/             libonnxruntime.so.1.31.1 from the PyPI wheel onnxruntime==1.31.1
 #   chromium              Debian chromium, for the test that loads the server's page headless
-#   .venv-tools/          Python venv for the tests: onnx (checker), tritonclient[http] + numpy
+#   .venv-tools/          Python venv for the tests: onnx (checker), tritonclient[http,grpc] + numpy
 #                         (the official KServe V2 client, driven against `serve`)
 #
 #   scripts/setup.sh              everything above
@@ -49,10 +49,10 @@ PY
   ln -sf "libonnxruntime.so.$ORT_VERSION" .ort/cpu/libonnxruntime.so
 fi
 
-# Python tools the tests call: the ONNX checker and the Triton/KServe V2 HTTP client.
-if [ -z "$ORT_ONLY" ] && { [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http" 2>/dev/null; }; then
-  log "creating .venv-tools (onnx, tritonclient[http], numpy)"
+# Python tools the tests call: the ONNX checker and the Triton/KServe V2 clients (HTTP and gRPC).
+if [ -z "$ORT_ONLY" ] && { [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http, tritonclient.grpc" 2>/dev/null; }; then
+  log "creating .venv-tools (onnx, tritonclient[http,grpc], numpy)"
   python3 -m venv .venv-tools
-  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3" "tritonclient[http]==2.*"
+  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3" "tritonclient[http,grpc]==2.*"
 fi
 log "ready (ONNX Runtime: .ort/cpu/libonnxruntime.so.$ORT_VERSION)"

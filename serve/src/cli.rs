@@ -24,7 +24,8 @@ const LONG_VERSION: &str = if cfg!(feature = "cuda") {
 /// Endpoints: GET / (a page to try it), POST /v1/classify and /v1/models/{name}/classify
 /// (raw image, multipart `image` parts, or JSON {"images": [base64…]}; ?top_k=5),
 /// GET /v1/models[/{name}], GET /v1/models/{name}/benchmark (in-process latency, one at a
-/// time), KServe V2 under /v2 (JSON and binary tensors), GET /metrics, /healthz, /readyz.
+/// time), KServe V2 under /v2 (JSON and binary tensors; Triton's statistics and model
+/// repository extensions), GET /metrics, /healthz, /readyz; V2 over gRPC with --grpc-bind.
 /// `serve bench` writes benchmark reports (see `serve bench --help`).
 ///
 /// Logs go to stderr (RUST_LOG=debug for more); the bound address is printed on stdout as
@@ -215,6 +216,26 @@ pub struct RunArgs {
     /// repeatable (or comma-separated in the variable); `*` allows any.
     #[arg(long, value_name = "ORIGIN", env = "SERVE_CORS_ALLOW_ORIGIN", value_delimiter = ',', value_parser = origin)]
     pub cors_allow_origin: Vec<String>,
+
+    /// Follow the models folder while serving: an added *.onnx file is loaded, a changed one
+    /// reloaded (a swap: requests in flight finish on the old session), a removed one
+    /// unloaded. A file that fails to load leaves the model before it serving; the repository
+    /// index (POST /v2/repository/index) says why. Without it, the folder is read at start-up
+    /// and POST /v2/repository/models/NAME/load (or /unload) changes what is served.
+    #[arg(long, env = "SERVE_WATCH")]
+    pub watch: bool,
+
+    /// With --watch: milliseconds between scans of the folder (50 to 3600000). A file is read
+    /// once two scans in a row see it unchanged, so a copy in progress is never loaded half-way.
+    #[arg(long, value_name = "MS", env = "SERVE_WATCH_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=3_600_000))]
+    pub watch_interval_ms: u64,
+
+    /// Also serve KServe V2 over gRPC (Triton's GRPCInferenceService: health, metadata,
+    /// inference, repository, statistics) on HOST:PORT, e.g. 127.0.0.1:8001; port 0 picks a
+    /// free port (printed on stdout as `grpc listening on ADDR`). Same models, keys (as
+    /// `authorization` metadata), limits and metrics as HTTP. Off by default.
+    #[arg(long, value_name = "HOST:PORT", env = "SERVE_GRPC_BIND")]
+    pub grpc_bind: Option<String>,
 }
 
 fn origin(s: &str) -> Result<String, String> {

@@ -3,7 +3,8 @@
 //!
 //! Request path: HTTP body → [`preprocess`] (decode with limits, crop, resize, normalise) →
 //! [`batcher`] (one queue and one thread per model) → [`backend`] (ONNX Runtime, [`ort`]) →
-//! logits → [`predict`] (softmax, top-k) → JSON.
+//! logits → [`predict`] (softmax, top-k) → JSON. [`grpc`] serves the V2 protocol over gRPC
+//! beside the HTTP server, on the same registry and batchers.
 
 pub mod auth;
 pub mod backend;
@@ -11,6 +12,7 @@ pub mod bench;
 pub mod cause;
 pub mod batcher;
 pub mod device;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod ort;
@@ -19,6 +21,7 @@ pub mod preprocess;
 pub mod registry;
 pub mod server;
 pub mod stats;
+pub mod tensor;
 
 pub use backend::{Backend, BackendError};
 pub use device::Device;

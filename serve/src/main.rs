@@ -96,12 +96,19 @@ fn run(args: cli::RunArgs) -> Result<()> {
         api_key_file: args.api_key_file,
         protect_all: args.protect_all,
         cors_origins: args.cors_allow_origin,
+        watch: args.watch.then(|| Duration::from_millis(args.watch_interval_ms)),
+        grpc_bind: args.grpc_bind,
     };
     tracing::info!("starting: {}", opts.describe());
-    actix_web::rt::System::new().block_on(cifar_serve::server::run(opts, |addr| {
-        tracing::info!("ready: listening on http://{addr}");
-        // stdout carries exactly this line, for scripts and tests to find the port.
-        println!("listening on http://{addr}");
+    actix_web::rt::System::new().block_on(cifar_serve::server::run(opts, |at| {
+        // stdout carries exactly these lines, for scripts and tests to find the ports; the
+        // HTTP line comes last: once it is there, both protocols answer.
+        if let Some(grpc) = at.grpc {
+            tracing::info!("ready: gRPC on {grpc}");
+            println!("grpc listening on {grpc}");
+        }
+        tracing::info!("ready: listening on http://{}", at.http);
+        println!("listening on http://{}", at.http);
         let _ = std::io::stdout().flush();
     }))?;
     Ok(())

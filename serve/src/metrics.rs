@@ -23,6 +23,10 @@ pub struct Metrics {
     pub images: IntCounterVec,
     /// 1 while the server accepts work, 0 while it drains.
     pub ready: IntGauge,
+    /// Model loads and reloads (start-up, the repository API, --watch), by model and outcome.
+    pub model_loads: IntCounterVec,
+    /// gRPC calls by model, method and status code.
+    pub grpc_requests: IntCounterVec,
 }
 
 /// The collectors of one model, resolved once for the batcher's hot loop.
@@ -47,7 +51,7 @@ impl Metrics {
         let m = Self {
             requests: IntCounterVec::new(opts("requests_total", "HTTP requests by model, endpoint and status"), &["model", "endpoint", "status"])?,
             request_seconds: HistogramVec::new(
-                hopts("request_duration_seconds", "HTTP request latency, arrival to response", seconds.clone()),
+                hopts("request_duration_seconds", "Request latency (HTTP, and gRPC with endpoint `grpc METHOD`), arrival to response", seconds.clone()),
                 &["model", "endpoint"],
             )?,
             queue_seconds: HistogramVec::new(hopts("queue_time_seconds", "Time an image waits for its batch", seconds.clone()), &["model"])?,
@@ -56,6 +60,8 @@ impl Metrics {
             queue_depth: IntGaugeVec::new(opts("queue_depth", "Images admitted and not yet running"), &["model"])?,
             images: IntCounterVec::new(opts("images_total", "Images classified"), &["model"])?,
             ready: IntGauge::with_opts(opts("ready", "1 while accepting work, 0 while starting or draining"))?,
+            model_loads: IntCounterVec::new(opts("model_loads_total", "Model loads and reloads by outcome (ok, failed)"), &["model", "outcome"])?,
+            grpc_requests: IntCounterVec::new(opts("grpc_requests_total", "gRPC calls by model, method and status code"), &["model", "method", "code"])?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -66,6 +72,8 @@ impl Metrics {
         m.registry.register(Box::new(m.queue_depth.clone()))?;
         m.registry.register(Box::new(m.images.clone()))?;
         m.registry.register(Box::new(m.ready.clone()))?;
+        m.registry.register(Box::new(m.model_loads.clone()))?;
+        m.registry.register(Box::new(m.grpc_requests.clone()))?;
         Ok(m)
     }
 

@@ -3,7 +3,8 @@
 use crate::auth::{ApiKeys, KeyFileError};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::registry::{LoadError, Registry, RegistryOptions};
+use crate::grpc::GrpcServer;
+use crate::registry::{watch, LoadError, Registry, RegistryOptions};
 use actix_web::{middleware, web, App, HttpServer};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -26,6 +27,17 @@ pub struct ServerOptions {
     pub protect_all: bool,
     /// `--cors-allow-origin`: browser origins allowed to call the API (`*`: any).
     pub cors_origins: Vec<String>,
+    /// `--watch`: how often the models folder is scanned for added, changed and removed files.
+    pub watch: Option<Duration>,
+    /// `--grpc-bind`: also serve V2 over gRPC on this address.
+    pub grpc_bind: Option<String>,
+}
+
+/// Where the server listens, once it does.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    pub http: SocketAddr,
+    pub grpc: Option<SocketAddr>,
 }
 
 impl ServerOptions {
@@ -39,9 +51,14 @@ impl ServerOptions {
             Some(file) => format!("API keys from {} on /v1 and /v2 (health, page and /metrics open)", file.display()),
             None => "no API keys (every route open)".to_string(),
         };
+        let watch = match self.watch {
+            Some(every) => format!("the folder watched every {} ms", every.as_millis()),
+            None => "the folder read once (POST /v2/repository/models/NAME/load reloads)".to_string(),
+        };
+        let grpc = self.grpc_bind.as_deref().map_or("no gRPC".to_string(), |addr| format!("gRPC on {addr}"));
         let cors = if self.cors_origins.is_empty() { "no cross-origin access".to_string() } else { format!("cross-origin access for {}", self.cors_origins.join(", ")) };
         format!(
-            "models from {} (default: {default}); ONNX Runtime on {}, {} intra-op threads, spinning: {}; batches of up to {} images, {wait}, \
+            "models from {} (default: {default}; {watch}); {grpc}; ONNX Runtime on {}, {} intra-op threads, spinning: {}; batches of up to {} images, {wait}, \
              up to {} queued images per model; request bodies up to {} bytes; {} HTTP workers; {keys}; {cors}; {} s to drain on SIGTERM",
             r.dir.display(),
             r.ort.device,
@@ -60,6 +77,12 @@ impl ServerOptions {
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("--grpc-bind {addr}: cannot listen: {source}")]
+    GrpcBind { addr: String, source: std::io::Error },
+    #[error("cannot start the gRPC server: {0}")]
+    Grpc(std::io::Error),
+    #[error("cannot start watching the models folder: {0}")]
+    Watch(std::io::Error),
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("metrics: {0}")]
@@ -74,16 +97,21 @@ pub enum ServeError {
 
 /// Runs the server until SIGTERM or SIGINT, then drains: readiness turns false, the listener
 /// closes, in-flight requests finish (up to the shutdown timeout), the batchers stop.
-/// `on_listening` receives the bound address once requests are accepted.
-pub async fn run(opts: ServerOptions, on_listening: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+/// `on_listening` receives the bound addresses once requests are accepted.
+pub async fn run(opts: ServerOptions, on_listening: impl FnOnce(Listening)) -> Result<(), ServeError> {
     // Bind first: a taken port fails in milliseconds, not after loading every model.
     let listener = TcpListener::bind(&opts.bind).map_err(|source| ServeError::Bind { addr: opts.bind.clone(), source })?;
-    let addr = listener.local_addr()?;
+    let grpc_listener = opts
+        .grpc_bind
+        .as_ref()
+        .map(|addr| TcpListener::bind(addr).map_err(|source| ServeError::GrpcBind { addr: addr.clone(), source }))
+        .transpose()?;
+    let listening = Listening { http: listener.local_addr()?, grpc: grpc_listener.as_ref().map(TcpListener::local_addr).transpose()? };
     // Checked before the models load: a bad flag fails in milliseconds.
     let keys = opts.api_key_file.as_deref().map(ApiKeys::load).transpose()?.map(Arc::new);
     let origins = cors_origins(&opts.cors_origins)?;
     let metrics = Arc::new(Metrics::new()?);
-    let registry = Arc::new(Registry::load(&opts.registry, &metrics)?);
+    let registry = Arc::new(Registry::load(&opts.registry, metrics.clone())?);
     let draining = Arc::new(AtomicBool::new(false));
     let state = web::Data::new(AppState {
         registry: registry.clone(),
@@ -94,6 +122,7 @@ pub async fn run(opts: ServerOptions, on_listening: impl FnOnce(SocketAddr)) -> 
         keys: keys.clone(),
         protect_all: opts.protect_all,
     });
+    let state_for_grpc = state.clone();
     let server = HttpServer::new(move || {
         // Innermost first: the key check, then metrics (they count 401s too), the request id
         // (every answer carries one), and CORS outermost, so preflights need no key.
@@ -117,8 +146,16 @@ pub async fn run(opts: ServerOptions, on_listening: impl FnOnce(SocketAddr)) -> 
     .listen(listener)?
     .run();
     let handle = server.handle();
+    let grpc = grpc_listener
+        .map(|l| GrpcServer::start(l, state_for_grpc, opts.http_workers, opts.max_body))
+        .transpose()
+        .map_err(ServeError::Grpc)?;
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    if let Some(every) = opts.watch {
+        watch::spawn(registry.clone(), every, stop_watching.clone()).map_err(ServeError::Watch)?;
+    }
     metrics.ready.set(1);
-    on_listening(addr);
+    on_listening(listening);
     if let Some(keys) = keys {
         actix_web::rt::spawn(reload_keys_on_sighup(keys));
     }
@@ -130,6 +167,10 @@ pub async fn run(opts: ServerOptions, on_listening: impl FnOnce(SocketAddr)) -> 
         handle.stop(true).await;
     });
     server.await?;
+    stop_watching.store(true, Ordering::Release);
+    if let Some(grpc) = grpc {
+        grpc.stop(opts.shutdown_timeout);
+    }
     registry.close();
     tracing::info!("stopped");
     Ok(())

@@ -67,17 +67,6 @@ fn api_keys_guard_the_api_and_leave_health_open() {
     }
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting until {what}");
-}
-
 #[test]
 fn protect_all_closes_the_page_and_metrics_but_not_health() {
     let models = model_dir(&[]);

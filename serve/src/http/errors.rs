@@ -21,6 +21,12 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("no model named `{0}`; GET /v1/models lists the models")]
     UnknownModel(String),
+    #[error("model `{name}` is not serving: {reason}")]
+    Unavailable { name: String, reason: String },
+    #[error("cannot load model `{name}`: {reason}")]
+    LoadFailed { name: String, reason: String },
+    #[error("cannot load model `{name}`: {reason}")]
+    NotInRepository { name: String, reason: String },
     #[error("model `{model}` has no version `{version}`; its only version is 1")]
     UnknownVersion { model: String, version: String },
     #[error("{0}")]
@@ -126,7 +132,12 @@ impl ApiError {
                 P::TooLarge(_) => K::PayloadTooLarge,
             },
             ApiError::BodyTooLarge { .. } => K::PayloadTooLarge,
-            ApiError::UnknownModel(_) | ApiError::UnknownVersion { .. } | ApiError::NoRoute { .. } => K::NotFound,
+            ApiError::UnknownModel(_)
+            | ApiError::Unavailable { .. }
+            | ApiError::NotInRepository { .. }
+            | ApiError::UnknownVersion { .. }
+            | ApiError::NoRoute { .. } => K::NotFound,
+            ApiError::LoadFailed { .. } => K::BadRequest,
             ApiError::MethodNotAllowed { .. } => K::MethodNotAllowed,
             ApiError::Submit(e) => match e {
                 S::QueueFull { .. } => K::TooManyRequests,
@@ -147,6 +158,14 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.kind().status()
+    }
+
+    /// A name that serves nothing: unknown, or known and not loaded.
+    pub fn missing(name: &str, missing: crate::registry::Missing) -> Self {
+        match missing {
+            crate::registry::Missing::Unknown => ApiError::UnknownModel(name.to_string()),
+            crate::registry::Missing::Unavailable(reason) => ApiError::Unavailable { name: name.to_string(), reason },
+        }
     }
 
     pub fn image(index: usize, count: usize, source: PreprocessError) -> Self {

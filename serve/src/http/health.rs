@@ -15,7 +15,7 @@ async fn healthz() -> HttpResponse {
 
 /// Every model is loaded and warm (the port opens only then) and no shutdown has begun.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let models: Vec<&str> = state.registry.models().map(|m| m.name.as_str()).collect();
+    let models: Vec<String> = state.registry.models().iter().map(|m| m.name.clone()).collect();
     if state.is_ready() {
         HttpResponse::Ok().json(json!({"status": "ready", "models": models}))
     } else {

@@ -36,7 +36,7 @@ pub async fn record(req: ServiceRequest, next: Next<impl MessageBody>) -> Result
 
 fn model_label(state: &AppState, req: &HttpRequest, endpoint: &str) -> String {
     match req.match_info().get("name") {
-        Some(name) if state.registry.get(name).is_some() => name.to_string(),
+        Some(name) if !matches!(state.registry.lookup(name), Err(crate::registry::Missing::Unknown)) => name.to_string(),
         Some(_) => "unknown".into(),
         None if endpoint == "/v1/classify" => state.registry.default_name().to_string(),
         None => String::new(),

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod health;
 pub mod metrics;
 pub mod page;
+pub mod repository;
 pub mod statistics;
 pub mod v1;
 pub mod v2;
@@ -36,7 +37,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn model(&self, name: &str) -> Result<Arc<ServedModel>, ApiError> {
-        self.registry.get(name).cloned().ok_or_else(|| ApiError::UnknownModel(name.to_string()))
+        self.registry.lookup(name).map_err(|missing| ApiError::missing(name, missing))
+    }
+
+    /// The model `/v1/classify` uses.
+    pub fn default_model(&self) -> Result<Arc<ServedModel>, ApiError> {
+        self.model(self.registry.default_name())
     }
 
     pub fn is_ready(&self) -> bool {
@@ -78,5 +84,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     benchmark::configure(cfg);
     // Before v2: `/v2/models/stats` would otherwise read as the metadata of a model "stats".
     statistics::configure(cfg);
+    repository::configure(cfg);
     v2::configure(cfg);
 }

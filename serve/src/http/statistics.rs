@@ -14,7 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn all(state: web::Data<AppState>) -> HttpResponse {
-    let stats: Vec<_> = state.registry.models().map(|m| m.batcher().stats().snapshot(&m.name, VERSION)).collect();
+    let stats: Vec<_> = state.registry.models().iter().map(|m| m.batcher().stats().snapshot(&m.name, VERSION)).collect();
     HttpResponse::Ok().json(json!({ "model_stats": stats }))
 }
 

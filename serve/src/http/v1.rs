@@ -49,7 +49,7 @@ async fn classify_default(
     payload: web::Payload,
     query: web::Query<ClassifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = state.registry.default_model().clone();
+    let model = state.default_model()?;
     classify(state, model, req, payload, query.top_k).await
 }
 
@@ -192,7 +192,8 @@ impl<'a> ModelInfo<'a> {
 
 async fn list_models(state: web::Data<AppState>) -> HttpResponse {
     let default = state.registry.default_name();
-    let models: Vec<ModelInfo> = state.registry.models().map(|m| ModelInfo::new(m, m.name == default)).collect();
+    let loaded = state.registry.models();
+    let models: Vec<ModelInfo> = loaded.iter().map(|m| ModelInfo::new(m, m.name == default)).collect();
     HttpResponse::Ok().json(serde_json::json!({ "default": default, "models": models }))
 }
 

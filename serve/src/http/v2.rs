@@ -11,7 +11,8 @@ use super::body::read_limited;
 use super::errors::ApiError;
 use super::{resource, AppState};
 use crate::registry::ServedModel;
-use crate::{IMAGE_LEN, IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME};
+use crate::tensor;
+use crate::{IMAGE_SHAPE, INPUT_NAME, OUTPUT_NAME};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -20,7 +21,9 @@ use std::sync::Arc;
 
 pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
 /// The one version every model has.
-pub const VERSION: &str = "1";
+pub const VERSION: &str = crate::registry::MODEL_VERSION;
+/// The Triton protocol extensions served (REST and gRPC alike).
+pub const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "statistics", "model_repository"];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v2").route(web::get().to(server_metadata)))
@@ -52,7 +55,7 @@ async fn server_metadata() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "name": "cifar-serve",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data", "statistics"],
+        "extensions": EXTENSIONS,
     }))
 }
 
@@ -152,40 +155,28 @@ fn split_body<'a>(req: &HttpRequest, body: &'a [u8]) -> Result<(&'a [u8], &'a [u
 
 /// The one input, checked against the model's signature, as floats; and its batch size.
 fn input_tensor(request: &InferRequest, binary: &[u8]) -> Result<(Vec<f32>, usize), ApiError> {
-    let [input] = request.inputs.as_slice() else {
-        return Err(ApiError::BadTensor(format!("expected exactly one input `{INPUT_NAME}`, got {}", request.inputs.len())));
-    };
-    if input.name != INPUT_NAME {
-        return Err(ApiError::BadTensor(format!("unknown input `{}`: the model's input is `{INPUT_NAME}`", input.name)));
-    }
-    if input.datatype != "FP32" {
-        return Err(ApiError::BadTensor(format!("input datatype {}, expected FP32", input.datatype)));
-    }
-    let n = match input.shape.as_slice() {
-        [n, 3, 32, 32] if *n >= 1 => *n as usize,
-        other => return Err(ApiError::BadTensor(format!("input shape {other:?}, expected [N, 3, 32, 32] with N ≥ 1"))),
-    };
-    let elements = n.checked_mul(IMAGE_LEN).ok_or_else(|| ApiError::BadTensor(format!("batch of {n} images is too large")))?;
+    let input = request.inputs.first();
+    let n = tensor::check_input(
+        request.inputs.len(),
+        input.map_or("", |i| &i.name),
+        input.map_or("", |i| &i.datatype),
+        input.map_or(&[], |i| &i.shape),
+    )?;
+    let input = input.expect("check_input saw exactly one input");
     let data = match input.parameters.get("binary_data_size") {
         Some(size) => {
             if input.data.is_some() {
                 return Err(ApiError::BadTensor("input has both `data` and `binary_data_size`".into()));
             }
             let size = size.as_u64().ok_or_else(|| ApiError::BadTensor("binary_data_size must be a byte count".into()))?;
-            let expected = elements as u64 * 4;
+            let expected = tensor::elements(n) as u64 * 4;
             if size != expected {
                 return Err(ApiError::BadTensor(format!(
                     "binary_data_size is {size} bytes; shape {:?} of FP32 needs {expected}",
                     input.shape
                 )));
             }
-            if binary.len() as u64 != size {
-                return Err(ApiError::BadTensor(format!(
-                    "the binary section after the JSON header holds {} bytes, the input declares {size}",
-                    binary.len()
-                )));
-            }
-            binary.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<f32>>()
+            tensor::f32_from_le(binary, n, &input.shape, "the binary section after the JSON header")?
         }
         None => {
             if !binary.is_empty() {
@@ -193,17 +184,13 @@ fn input_tensor(request: &InferRequest, binary: &[u8]) -> Result<(Vec<f32>, usiz
             }
             let data = input.data.as_ref().ok_or_else(|| ApiError::BadTensor("input has no `data` and no `binary_data_size`".into()))?;
             // The declared shape is not trusted for the allocation; the body bounds the data.
-            let mut flat = Vec::with_capacity(elements.min(1 << 20));
+            let mut flat = Vec::with_capacity(tensor::elements(n).min(1 << 20));
             flatten(data, &mut flat)?;
-            if flat.len() != elements {
-                return Err(ApiError::BadTensor(format!("input holds {} values; shape {:?} needs {elements}", flat.len(), input.shape)));
-            }
+            tensor::check_count(flat.len(), n, &input.shape)?;
             flat
         }
     };
-    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-        return Err(ApiError::BadTensor(format!("input value {bad} is not a finite number")));
-    }
+    tensor::check_finite(&data)?;
     Ok((data, n))
 }
 
@@ -227,20 +214,15 @@ fn wants_binary_output(request: &InferRequest) -> Result<bool, ApiError> {
     let Some(outputs) = &request.outputs else { return Ok(default) };
     let mut binary = default;
     for output in outputs {
-        if output.name != OUTPUT_NAME {
-            return Err(ApiError::BadTensor(format!("unknown output `{}`: the model's output is `{OUTPUT_NAME}`", output.name)));
-        }
-        if output.parameters.get("classification").is_some_and(|c| c.as_u64() != Some(0)) {
-            return Err(ApiError::BadRequest("the classification extension is not supported: use POST /v1/models/{name}/classify".into()));
-        }
+        tensor::check_output(&output.name, output.parameters.get("classification").map(|c| c.as_i64().unwrap_or(1)))?;
         binary = flag(&output.parameters, "binary_data").unwrap_or(default);
     }
     Ok(binary)
 }
 
 fn respond(model: &ServedModel, id: Option<String>, n: usize, logits: Vec<f32>, binary: bool) -> HttpResponse {
-    let shape = [n, model.classes().len()];
-    let mut output = json!({"name": OUTPUT_NAME, "datatype": "FP32", "shape": shape});
+    let shape = tensor::output_shape(n, model.classes().len());
+    let mut output = json!({"name": OUTPUT_NAME, "datatype": tensor::DATATYPE, "shape": shape});
     if binary {
         output["parameters"] = json!({"binary_data_size": logits.len() * 4});
     } else {
@@ -266,6 +248,7 @@ fn respond(model: &ServedModel, id: Option<String>, n: usize, logits: Vec<f32>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::IMAGE_LEN;
 
     fn request(json: Value) -> InferRequest {
         serde_json::from_value(json).unwrap()

@@ -83,8 +83,13 @@ pub fn process_temp_dir(label: &str) -> PathBuf {
 
 /// `train export` of a seeded fresh model.
 pub fn export(model: &str, out: &Path) {
+    export_seeded(model, 7, out)
+}
+
+/// `train export` of a fresh model from `seed` (other seeds, other weights).
+pub fn export_seeded(model: &str, seed: u64, out: &Path) {
     let output = Command::new(binary("cifar-train", "train"))
-        .args(["export", "--model", model, "--seed", "7", "--out"])
+        .args(["export", "--model", model, "--seed", &seed.to_string(), "--out"])
         .arg(out)
         .current_dir(repo_root())
         .output()
@@ -114,6 +119,8 @@ pub fn model_dir(extra_names: &[&str]) -> PathBuf {
 pub struct Server {
     child: Mutex<Child>,
     pub addr: SocketAddr,
+    /// With `--grpc-bind`: where gRPC listens.
+    pub grpc: Option<SocketAddr>,
     pub url: String,
     log: PathBuf,
     pub models: PathBuf,
@@ -141,21 +148,25 @@ impl Server {
         let mut child = cmd.spawn().expect("starting serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        // `grpc listening on ADDR` (with --grpc-bind) comes before `listening on http://ADDR`.
         std::thread::spawn(move || {
+            let mut grpc = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.trim().to_string());
+                if let Some(addr) = line.strip_prefix("grpc listening on ") {
+                    grpc = Some(addr.trim().parse::<SocketAddr>().expect("a socket address"));
+                } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send((addr.trim().to_string(), grpc));
                 }
             }
         });
-        let addr: SocketAddr = match rx.recv_timeout(Duration::from_secs(180)) {
-            Ok(addr) => addr.parse().expect("a socket address"),
+        let (addr, grpc): (SocketAddr, _) = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok((addr, grpc)) => (addr.parse().expect("a socket address"), grpc),
             Err(_) => {
                 let _ = child.kill();
                 panic!("serve did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
         };
-        let server = Server { child: Mutex::new(child), addr, url: format!("http://{addr}"), log, models: models.to_path_buf() };
+        let server = Server { child: Mutex::new(child), addr, grpc, url: format!("http://{addr}"), log, models: models.to_path_buf() };
         server.wait_ready();
         server
     }
@@ -387,6 +398,18 @@ pub fn direct_logits(model: &Path, input: &[f32], n: usize) -> Vec<f32> {
     let outputs = session.run(cifar_onnxrt::ort::inputs!["input" => tensor]).expect("ORT run");
     let (_, logits) = outputs["logits"].try_extract_tensor::<f32>().unwrap();
     logits.to_vec()
+}
+
+/// Polls `ok` until it holds (a minute at most: loads and swaps happen in the background).
+pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
