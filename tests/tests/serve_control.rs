@@ -8,7 +8,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 const KEY_A: &str = "alpha-Key_1";
 const KEY_B: &str = "beta.key~2";

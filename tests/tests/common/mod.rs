@@ -134,10 +134,16 @@ impl Server {
 
     /// As [`Server::start`], with `RUST_LOG=filter`.
     pub fn start_logging(models: &Path, args: &[&str], filter: &str) -> Server {
-        let log = models.join(format!("serve-{}.log", std::process::id()));
         let mut cmd = Command::new(binary("cifar-serve", "serve"));
-        cmd.arg("--models").arg(models).args(["--bind", "127.0.0.1:0"]).args(args);
-        cmd.env("RUST_LOG", filter).stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
+        cmd.arg("--models").arg(models).args(["--bind", "127.0.0.1:0"]).args(args).env("RUST_LOG", filter);
+        Self::spawn(cmd, models)
+    }
+
+    /// Runs `cmd`, which starts a `serve` on `models` however it is launched (the container's
+    /// entrypoint, say), and waits until it is ready.
+    pub fn spawn(mut cmd: Command, models: &Path) -> Server {
+        let log = models.join(format!("serve-{}.log", std::process::id()));
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
         // The server must not outlive the test process, even when a test panics or is killed.
         unsafe {
             cmd.pre_exec(|| {
