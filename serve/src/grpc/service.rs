@@ -50,11 +50,7 @@ impl Inference {
 
     /// The model serving under `name` at `version` ("" is the latest, the only one: 1).
     fn model(&self, name: &str, version: &str) -> Result<Arc<ServedModel>, ApiError> {
-        let model = self.state.model(name)?;
-        if !version.is_empty() && version != MODEL_VERSION {
-            return Err(ApiError::UnknownVersion { model: name.to_string(), version: version.to_string() });
-        }
-        Ok(model)
+        self.state.model_at(name, version)
     }
 
     async fn infer(&self, request: Request<ModelInferRequest>) -> Result<ModelInferResponse, ApiError> {

@@ -40,6 +40,16 @@ impl AppState {
         self.registry.lookup(name).map_err(|missing| ApiError::missing(name, missing))
     }
 
+    /// The model serving under `name` at `version` ("" is the latest; every model has one
+    /// version, [`crate::registry::MODEL_VERSION`]), for V2 over REST and gRPC alike.
+    pub fn model_at(&self, name: &str, version: &str) -> Result<Arc<ServedModel>, ApiError> {
+        let model = self.model(name)?;
+        if !version.is_empty() && version != crate::registry::MODEL_VERSION {
+            return Err(ApiError::UnknownVersion { model: name.to_string(), version: version.to_string() });
+        }
+        Ok(model)
+    }
+
     /// The model `/v1/classify` uses.
     pub fn default_model(&self) -> Result<Arc<ServedModel>, ApiError> {
         self.model(self.registry.default_name())

@@ -19,19 +19,15 @@ async fn all(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn one(state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    stats_of(&state, &name)
+    stats_of(&state, &name, "")
 }
 
 async fn one_version(state: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (name, version) = path.into_inner();
-    if version != VERSION {
-        state.model(&name)?;
-        return Err(ApiError::UnknownVersion { model: name, version });
-    }
-    stats_of(&state, &name)
+    stats_of(&state, &name, &version)
 }
 
-fn stats_of(state: &AppState, name: &str) -> Result<HttpResponse, ApiError> {
-    let model = state.model(name)?;
+fn stats_of(state: &AppState, name: &str, version: &str) -> Result<HttpResponse, ApiError> {
+    let model = state.model_at(name, version)?;
     Ok(HttpResponse::Ok().json(json!({ "model_stats": [model.batcher().stats().snapshot(&model.name, VERSION)] })))
 }

@@ -44,11 +44,7 @@ struct ModelPath {
 }
 
 fn lookup(state: &AppState, path: &ModelPath) -> Result<Arc<ServedModel>, ApiError> {
-    let model = state.model(&path.name)?;
-    match &path.version {
-        Some(v) if v != VERSION => Err(ApiError::UnknownVersion { model: path.name.clone(), version: v.clone() }),
-        _ => Ok(model),
-    }
+    state.model_at(&path.name, path.version.as_deref().unwrap_or(""))
 }
 
 async fn server_metadata() -> HttpResponse {
