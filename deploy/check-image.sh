@@ -36,7 +36,6 @@
 #   CHECK_NETWORK       bridge (publish the port) or host   (default bridge, host if bridge fails)
 #   CHECK_EXPECT_LABEL  top label expected for model-zoo/cat.png (default cat; empty: any label)
 #   CHECK_READY_TIMEOUT seconds to wait for readiness       (default 180)
-#   CHECK_STOP_MAX      seconds `podman stop` may take      (default 10)
 #   CHECK_STRIP         0: keep the binary's debug info     (default 1)
 #   CHECK_REMOVE_IMAGE  1: remove the built image at the end (the base image is always kept)
 #   CHECK_INSTALL       0: never apt-get install missing tools (default: install them if root)
@@ -76,7 +75,6 @@ CHECK_SECURITY_MIRROR=${CHECK_SECURITY_MIRROR:-http://deb.debian.org/debian-secu
 CHECK_NETWORK=${CHECK_NETWORK:-auto}
 CHECK_EXPECT_LABEL=${CHECK_EXPECT_LABEL-cat}
 CHECK_READY_TIMEOUT=${CHECK_READY_TIMEOUT:-180}
-CHECK_STOP_MAX=${CHECK_STOP_MAX:-10}
 CHECK_STRIP=${CHECK_STRIP:-1}
 CONTAINER=cifar-serve-offline-check
 PICTURE=model-zoo/cat.png
@@ -338,10 +336,12 @@ t0=$(now)
 podman stop -t 30 "$CONTAINER" >/dev/null 2>&1 || true
 took=$(since "$t0")
 exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$CONTAINER" 2>/dev/null || echo '?')
-if [ "$exit_code" = 0 ] && [ "${took%.*}" -lt "$CHECK_STOP_MAX" ]; then
+# Exit 0 is the drain's own exit; podman's SIGKILL after -t 30 would read as 137. The time is
+# reported, not judged.
+if [ "$exit_code" = 0 ]; then
   pass "podman stop (SIGTERM): exit 0 in $took s"
 else
-  fail "podman stop (SIGTERM): exit $exit_code in $took s (want 0 within $CHECK_STOP_MAX s); its log:"; logs
+  fail "podman stop (SIGTERM): exit $exit_code in $took s (want 0: a drained exit, not podman's SIGKILL); its log:"; logs
 fi
 log "container checks took $(since "$t_check") s"
 
