@@ -293,29 +293,28 @@ fn synthetic_subcommand_writes_a_readable_set() {
 }
 
 /// The portable building blocks (candle's generic ops: the CUDA path) train end to end on the
-/// CPU as the fast ones do: a short run to convergence on the synthetic set (640 images,
-/// batch 32, 5 epochs, the rate ×0.1 for the last) learns the classes as the fast path does,
-/// and its export passes the parity check. Shorter runs do not settle:
-/// after tens of f32 steps the two paths have taken different rounding paths and their
-/// accuracies swing apart before both converge (measured, 320 images in batches of 16 for 6
-/// epochs: fast 1.000, portable 0.922). How far apart they end depends on the CPU's rounding:
-/// within 2 points on AVX-512 hosts (Xeon, Zen 4), but on an AVX2-only Zen 3 EPYC the fast path
-/// ended at 0.895 and the portable one at 1.000 (identical code, other kernels inside gemm). So
-/// the bar is that both learn (≥ 0.85, against 0.1 for chance) and end within 12 points; the
-/// exact agreement of the two paths is `models/tests/portable.rs`'s, step by step, in f64.
-/// This is the slowest test (candle's conv backward on the CPU: about 6 images/s against the
-/// fast path's 90).
+/// CPU as the fast ones do: a short run on the synthetic set (640 images, batch 32, 5 epochs of
+/// the `fast` recipe, whose one-cycle schedule anneals the rate to almost nothing) ends within
+/// 2 points of the fast path's validation accuracy, and its export passes the parity check.
+/// The two paths' f32 rounding differs (ReLU kinks, see `models/tests/portable.rs`), so after
+/// tens of steps they are different runs; what must agree is where they end. Under the seed's
+/// step schedule they had not settled by then (0.895 against 1.000 on a Zen 3 with the rate
+/// still at 3e-4); annealed, both end at 1.000 (measured on a Zen 4: raw and EMA weights from
+/// epoch 4 on, on both paths). This is the slowest test (candle's conv backward on the CPU:
+/// about 6 images/s against the fast path's 60).
 #[test]
 fn a_short_portable_run_learns_as_the_fast_one() {
     let run = |kernels: &str| {
         let out = tempfile::tempdir().unwrap();
         let mut a = args(out.path().to_str().unwrap(), "5");
         let at = |a: &[String], flag: &str| a.iter().position(|x| x == flag).unwrap() + 1;
-        for (flag, value) in [("--limit-train", "640"), ("--limit-eval", "256"), ("--milestones", "4")] {
+        for (flag, value) in [("--limit-train", "640"), ("--limit-eval", "256")] {
             let i = at(&a, flag);
             a[i] = value.to_string();
         }
-        a.extend(["--kernels", kernels].map(String::from));
+        let i = at(&a, "--milestones") - 1;
+        a.drain(i..i + 2);
+        a.extend(["--recipe", "fast", "--kernels", kernels].map(String::from));
         let o = train(&a);
         assert!(o.status.success(), "{kernels}: {}", String::from_utf8_lossy(&o.stderr));
         let dir = out.path().join("resnet-light");
@@ -326,6 +325,6 @@ fn a_short_portable_run_learns_as_the_fast_one() {
     let (fast, portable) = (run("fast"), run("portable"));
     let final_val = |m: &[Value]| m.last().unwrap()["val_acc"].as_f64().unwrap();
     let (f, p) = (final_val(&fast), final_val(&portable));
-    assert!(f >= 0.85 && p >= 0.85, "both should learn the synthetic classes: fast {f}, portable {p}");
-    assert!((f - p).abs() <= 0.12, "validation accuracy fast {f} vs portable {p}: {fast:?} vs {portable:?}");
+    assert!(f >= 0.9 && p >= 0.9, "both should learn the synthetic classes: fast {f}, portable {p}");
+    assert!((f - p).abs() <= 0.02, "validation accuracy fast {f} vs portable {p}: {fast:?} vs {portable:?}");
 }
