@@ -1,153 +1,137 @@
 #!/usr/bin/env bash
-# One-shot GPU check, for a GPU machine without a Rust toolchain: the binaries are built
-# elsewhere (scripts/build-gpu-bins.sh → dist/gpu/) and carried over. In about 8 minutes:
-#   1. nvidia-smi;
-#   2. one epoch of resnet-light and one of resnet-heavy on CUDA (f32), and one of resnet-light
-#      in bf16, with img/s — real CIFAR-10 when DATA_DIR (or ../shared/data/...) has it,
-#      a synthetic set otherwise;
-#   3. the trained resnet-light exported (the trainer does it), served with ONNX Runtime's CUDA
-#      execution provider (onnxruntime-gpu==1.31.1) and its latency benchmark;
-#   4. one JSON summary: $OUT/gpu-check.json.
+# One call on a lent GPU machine (no network, no Rust; see README "GPU (CUDA)"): the CUDA
+# training speed of all seven models, ours beside that machine's own PyTorch, in about 6 min.
 #
-#   scripts/gpu-check.sh [BIN_DIR]        BIN_DIR defaults to dist/gpu; results go to $OUT
-#                                         (the device tool's folder) or gpu-check/.
-#   env: DATA_DIR, ORT_GPU_LIB (path to libonnxruntime.so.1.31.1 of onnxruntime-gpu),
-#        EPOCH_TIMEOUT (s, default 150), LIMIT_TRAIN (images per epoch, default all 45,000).
-# Every step is bounded and recorded; a failing step does not stop the others.
+#   scripts/gpu-check.sh [BIN_DIR]     BIN_DIR defaults to dist/gpu (scripts/build-gpu-bins.sh)
+#
+# Steps, each bounded in time and recorded whatever happens (a failed step does not stop the
+# others), in order of importance so that a short lease still answers the main question:
+#   1. nvidia-smi: the GPU and the driver's CUDA version;
+#   2. the PTX of each carried `train` against that driver (scripts/check-ptx.sh);
+#   3. ours: `train speed` for the seven models (50 steps at batch 128 after 5 of warm-up),
+#      f32 and bf16, with each carried build (train-cuda; train-cudnn with cuDNN convolutions);
+#   4. PyTorch: the same models and step (benches/scripts/torch_step.py), eager f32 and bf16
+#      autocast with channels_last;
+#   5. one short training run end to end (train -> ONNX export -> parity on ONNX Runtime's CPU
+#      provider, with the carried library);
+#   6. ONNX Runtime's CUDA execution provider for serving: recorded as unavailable (its library
+#      is hundreds of MB and the machine has no network), not attempted.
+# The data is synthetic (the real set cannot travel): these are speed figures, not accuracies.
+# Results in $OUT (the device tool's folder) or gpu-check/: gpu-check.json (everything),
+# gpu-check.md (the ours / PyTorch table), gpu-check.log, nvidia-smi.txt.
+#
+# GPU_CHECK_DRY_RUN=1 runs every step on the CPU at toy sizes with the binaries in BIN_DIR
+# (e.g. target/debug): CI's check that the script and its JSON work where no GPU is.
+# Env: GPU_CHECK_DEADLINE (s, default 420) bounds the whole call; PYTHON (default python3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 BIN=$(realpath "${1:-dist/gpu}")
 OUT=$(realpath -m "${OUT:-gpu-check}")
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
-EPOCH_TIMEOUT=${EPOCH_TIMEOUT:-150}
+PYTHON=${PYTHON:-python3}
+DRY=${GPU_CHECK_DRY_RUN:-}
+DEADLINE=${GPU_CHECK_DEADLINE:-420}
+T0=$(date +%s)
+: > "$OUT/gpu-check.log"
 log() { printf '[gpu-check %s] %s\n' "$(date +%T)" "$*" | tee -a "$OUT/gpu-check.log" >&2; }
-STEPS="$OUT/steps.jsonl"; : > "$STEPS"
-step() { # name status seconds detail
-  python3 -c 'import json,sys; print(json.dumps({"step":sys.argv[1],"status":sys.argv[2],"seconds":float(sys.argv[3]),"detail":sys.argv[4]}))' "$@" >> "$STEPS"
+STEPS="$WORK/steps.jsonl"; : > "$STEPS"
+record() { # step status seconds detail
+  "$PYTHON" -c 'import json,sys; print(json.dumps({"step":sys.argv[1],"status":sys.argv[2],"seconds":int(sys.argv[3]),"detail":sys.argv[4]}))' "$@" >> "$STEPS"
+}
+# The time a step may take: its cap, or what is left before the deadline (0: skip it).
+budget() { local left=$(( DEADLINE - ($(date +%s) - T0) - 15 )); (( left < 10 )) && echo 0 || echo $(( $1 < left ? $1 : left )); }
+# run STEP CAP LOGFILE CMD...: runs CMD bounded by the step's budget and records the outcome.
+run() {
+  local name=$1 cap; cap=$(budget "$2"); local logf=$3; shift 3
+  if [ "$cap" = 0 ]; then record "$name" "skipped" 0 "out of time (GPU_CHECK_DEADLINE=$DEADLINE)"; return 1; fi
+  local t=$(date +%s) rc=0
+  local errf="$WORK/$name.err"
+  timeout "$cap" "$@" > "$logf" 2> "$errf" || rc=$?
+  tail -n 20 "$errf" | sed "s/^/[$name] /" >> "$OUT/gpu-check.log"
+  if [ $rc = 0 ]; then record "$name" ok $(( $(date +%s) - t )) "$(tail -n 1 "$logf" | cut -c1-200)"
+  elif [ $rc = 124 ]; then record "$name" "timeout" $(( $(date +%s) - t )) "stopped after ${cap}s; results so far kept"
+  else record "$name" "failed(rc=$rc)" $(( $(date +%s) - t )) "$(tail -n 3 "$errf" | tr '\n' ' ')"; fi
+  return $rc
 }
 
-# CUDA user-space libraries (cuBLAS, cuRAND, cuDNN, the CUDA runtime) from pip wheels when the
-# machine has them there rather than in the system paths.
-for sp in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+# The CUDA user-space libraries (runtime, cuBLAS, cuRAND, cuDNN) from that Python's nvidia-*
+# packages: the machine has them there rather than in the system paths.
+for sp in $("$PYTHON" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
   for d in "$sp"/nvidia/*/lib "$sp"/nvidia/cu13/lib; do [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
 done
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}"
 
-t0=$(date +%s)
-log "1/4 nvidia-smi"
-if timeout 30 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1; then
-  step nvidia-smi ok $(( $(date +%s) - t0 )) "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
+# What travelled: `train-<variant>` binaries and the ONNX Runtime library, possibly xz-packed.
+unpack() { "$PYTHON" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
+TRAINS=()
+for f in "$BIN"/train-*; do
+  [ -e "$f" ] || continue
+  name=$(basename "$f" .xz)
+  case "$f" in *.xz) unpack "$f" "$WORK/$name" ;; *) cp "$f" "$WORK/$name" ;; esac
+  chmod +x "$WORK/$name"; TRAINS+=("$WORK/$name")
+done
+# A plain `train` (the dry run's CPU build) when no variant travelled.
+[ ${#TRAINS[@]} -gt 0 ] || { [ -x "$BIN/train" ] && cp "$BIN/train" "$WORK/train-cpu" && TRAINS+=("$WORK/train-cpu"); }
+[ ${#TRAINS[@]} -gt 0 ] || { log "no train-* or train in $BIN: run scripts/build-gpu-bins.sh first"; exit 1; }
+ORT_LIB=""
+for f in "$BIN"/libonnxruntime.so.1.31.1.xz "$BIN"/libonnxruntime.so.1.31.1 "$ROOT/.ort/cpu/libonnxruntime.so.1.31.1"; do
+  [ -e "$f" ] || continue
+  case "$f" in *.xz) unpack "$f" "$WORK/libonnxruntime.so.1.31.1" && ORT_LIB="$WORK/libonnxruntime.so.1.31.1" ;; *) ORT_LIB=$f ;; esac
+  break
+done
+
+if [ -n "$DRY" ]; then
+  MODE=dry-run; DEVICE=cpu; PRECISIONS=(f32); SIZES=(--batch-size 8 --steps 2 --warmup 1); TORCH_SIZES=(--batch 8 --iters 2 --warmup 1)
 else
-  step nvidia-smi failed $(( $(date +%s) - t0 )) "nvidia-smi failed (no GPU or driver?)"
+  MODE=gpu; DEVICE=cuda; PRECISIONS=(f32 bf16); SIZES=(--batch-size 128 --steps 50 --warmup 5); TORCH_SIZES=(--batch 128 --iters 50 --warmup 5)
+fi
+log "mode: $MODE; builds: ${TRAINS[*]##*/}; ORT library: ${ORT_LIB:-none}"
+
+log "1/6 nvidia-smi"
+DRIVER_CUDA=13.0
+if [ -n "$DRY" ]; then
+  record nvidia-smi skipped 0 "dry run"
+elif run nvidia-smi 30 "$OUT/nvidia-smi.txt" nvidia-smi; then
+  DRIVER_CUDA=$(grep -o 'CUDA Version: [0-9.]*' "$OUT/nvidia-smi.txt" | grep -o '[0-9.]*$' || echo 13.0)
+  record gpu ok 0 "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1), CUDA $DRIVER_CUDA"
 fi
 
-DATA=${DATA_DIR:-../shared/data/cifar-10-batches-bin}
-DATA_KIND=real
-if [ ! -f "$DATA/data_batch_1.bin" ]; then
-  DATA="$OUT/synthetic"; DATA_KIND=synthetic
-  log "no CIFAR-10 at ${DATA_DIR:-../shared/data/cifar-10-batches-bin}: writing a synthetic set"
-  "$BIN/train" synthetic --out "$DATA" >> "$OUT/gpu-check.log" 2>&1
-fi
+log "2/6 PTX of each build against a CUDA $DRIVER_CUDA driver"
+for t in "${TRAINS[@]}"; do
+  if [ -n "$DRY" ]; then record "ptx-${t##*/}" skipped 0 "dry run: a CPU build has no PTX"; continue; fi
+  run "ptx-${t##*/}" 60 "$WORK/ptx-${t##*/}.txt" bash scripts/check-ptx.sh --driver-cuda "$DRIVER_CUDA" "$t"
+done
 
-LIMIT=(); [ -n "${LIMIT_TRAIN:-}" ] && LIMIT=(--limit-train "$LIMIT_TRAIN")
-train_one() { # model precision tag
-  local t=$(date +%s) runs="$OUT/runs-$3"
-  log "2/4 one epoch of $1 on CUDA ($2)"
-  rm -rf "$runs"
-  if timeout "$EPOCH_TIMEOUT" "$BIN/train" --model "$1" --epochs 1 --device cuda --precision "$2" \
-      --data-dir "$DATA" --out "$runs" "${LIMIT[@]}" --ort-lib "$PWD/.ort/cpu/libonnxruntime.so.1.31.1" \
-      > "$OUT/train-$3.log" 2>&1; then
-    step "train-$3" ok $(( $(date +%s) - t )) "$runs/$1/summary.json"
-  else
-    step "train-$3" "failed(rc=$?)" $(( $(date +%s) - t )) "$(tail -3 "$OUT/train-$3.log" | tr '\n' ' ')"
-  fi
+ours() { # build precision
+  local b=${1##*/}
+  log "3/6 ours: $b $2"
+  run "ours-$b-$2" 150 "$WORK/ours-$b-$2.jsonl" "$1" speed --models all --device "$DEVICE" --precision "$2" "${SIZES[@]}"
 }
-train_one resnet-light f32 resnet-light
-train_one resnet-heavy f32 resnet-heavy
-train_one resnet-light bf16 resnet-light-bf16
+torch() { # precision
+  log "4/6 PyTorch $1"
+  local extra=(); [ "$1" = bf16 ] && extra=(--amp bf16 --channels-last)
+  if ! "$PYTHON" -c 'import torch' 2>/dev/null; then record "torch-$1" skipped 0 "no PyTorch in $PYTHON"; return; fi
+  run "torch-$1" 120 "$WORK/torch-$1.jsonl" "$PYTHON" benches/scripts/torch_step.py --models all --device "$DEVICE" "${TORCH_SIZES[@]}" "${extra[@]}"
+}
+# The first build with both precisions and PyTorch beside it, then the end-to-end run, then the
+# other builds: the most important answers first.
+for p in "${PRECISIONS[@]}"; do ours "${TRAINS[0]}" "$p"; torch "$p"; done
 
-log "3/4 ONNX Runtime with the CUDA execution provider"
-ORT_GPU=${ORT_GPU_LIB:-}
-if [ -z "$ORT_GPU" ]; then
-  ORT_GPU=$(python3 - <<'PY' 2>/dev/null
-import glob, os
-try:
-    import onnxruntime
-    d = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
-    hits = glob.glob(os.path.join(d, "libonnxruntime.so.1.31.1"))
-    if hits and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        print(hits[0])
-except Exception:
-    pass
-PY
-)
-fi
-if [ -z "$ORT_GPU" ] && [ -f .ort/cuda/libonnxruntime.so.1.31.1 ]; then ORT_GPU=$PWD/.ort/cuda/libonnxruntime.so.1.31.1; fi
-if [ -z "$ORT_GPU" ]; then
-  t=$(date +%s); tmp=$(mktemp -d)
-  if timeout 120 python3 -m pip download -q --no-deps --only-binary=:all: "onnxruntime-gpu==1.31.1" -d "$tmp" >/dev/null 2>&1; then
-    mkdir -p .ort/cuda
-    python3 - "$tmp" .ort/cuda <<'PY'
-import pathlib, sys, zipfile
-src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-with zipfile.ZipFile(next(src.glob("onnxruntime_gpu-*.whl"))) as z:
-    for n in z.namelist():
-        if n.startswith("onnxruntime/capi/libonnxruntime") and ".so" in n:
-            (dst / pathlib.Path(n).name).write_bytes(z.read(n))
-PY
-    ORT_GPU=$PWD/.ort/cuda/libonnxruntime.so.1.31.1
-  fi
-  rm -rf "$tmp"
-  step ort-gpu-fetch "$([ -n "$ORT_GPU" ] && echo ok || echo unavailable)" $(( $(date +%s) - t )) "onnxruntime-gpu==1.31.1 from PyPI"
-fi
+log "5/6 a short synthetic run end to end"
+"${TRAINS[0]}" synthetic --out "$WORK/synthetic" >> "$OUT/gpu-check.log" 2>&1
+E2E=(--model resnet-light --epochs 1 --limit-train 2048 --limit-eval 512 --device "$DEVICE" --data-dir "$WORK/synthetic" --out "$WORK/e2e" --quiet)
+[ -n "$DRY" ] && E2E=(--model resnet-light --epochs 1 --limit-train 64 --limit-eval 32 --batch-size 16 --device cpu --data-dir "$WORK/synthetic" --out "$WORK/e2e" --quiet)
+if [ -n "$ORT_LIB" ]; then E2E+=(--ort-lib "$ORT_LIB"); fi
+run e2e 120 "$WORK/e2e.txt" "${TRAINS[0]}" "${E2E[@]}"
+cp "$WORK/e2e/resnet-light/summary.json" "$WORK/e2e-summary.json" 2>/dev/null
 
-MODELS="$OUT/models"; mkdir -p "$MODELS"
-[ -f "$OUT/runs-resnet-light/resnet-light/model.onnx" ] && cp "$OUT/runs-resnet-light/resnet-light/model.onnx" "$MODELS/resnet-light.onnx"
-[ -f "$MODELS/resnet-light.onnx" ] || "$BIN/train" export --model resnet-light --out "$MODELS/resnet-light.onnx" --skip-parity >> "$OUT/gpu-check.log" 2>&1
-if [ -n "$ORT_GPU" ] && [ -f "$ORT_GPU" ]; then
-  t=$(date +%s); PORT=18080
-  "$BIN/serve" --models "$MODELS" --device cuda --bind "127.0.0.1:$PORT" --ort-lib "$ORT_GPU" > "$OUT/serve.log" 2>&1 &
-  SERVE_PID=$!
-  ready=""
-  for _ in $(seq 1 120); do
-    if curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then ready=1; break; fi
-    kill -0 $SERVE_PID 2>/dev/null || break
-    sleep 1
-  done
-  if [ -n "$ready" ]; then
-    curl -sf "http://127.0.0.1:$PORT/v1/models" > "$OUT/models.json"
-    curl -sf -m 120 "http://127.0.0.1:$PORT/v1/models/resnet-light/benchmark?batch_sizes=1,8,32,128&iters=50" > "$OUT/benchmark-cuda.json" \
-      && step serve-cuda ok $(( $(date +%s) - t )) "$OUT/benchmark-cuda.json" \
-      || step serve-cuda "benchmark-failed" $(( $(date +%s) - t )) "$(tail -3 "$OUT/serve.log" | tr '\n' ' ')"
-  else
-    step serve-cuda "not-ready" $(( $(date +%s) - t )) "$(tail -3 "$OUT/serve.log" | tr '\n' ' ')"
-  fi
-  kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null
-else
-  step serve-cuda skipped 0 "no onnxruntime-gpu 1.31.1 library (set ORT_GPU_LIB)"
-fi
+for t in "${TRAINS[@]:1}"; do for p in "${PRECISIONS[@]}"; do ours "$t" "$p"; done; done
 
-log "4/4 summary"
-python3 - "$OUT" "$DATA_KIND" <<'PY'
-import json, pathlib, sys
-out, data_kind = pathlib.Path(sys.argv[1]), sys.argv[2]
-steps = [json.loads(l) for l in (out / "steps.jsonl").read_text().splitlines() if l.strip()]
-def load(p):
-    try:
-        return json.loads(pathlib.Path(p).read_text())
-    except Exception:
-        return None
-runs = {}
-for tag in ["resnet-light", "resnet-heavy", "resnet-light-bf16"]:
-    model = tag.replace("-bf16", "")
-    s = load(out / f"runs-{tag}" / model / "summary.json")
-    if s:
-        runs[tag] = {k: s.get(k) for k in ["model", "device", "precision", "data_on_device", "mean_train_img_s",
-                                          "train_seconds", "best_val_acc", "test_acc", "onnx_parity_max_abs_diff"]}
-smi = (out / "nvidia-smi.txt").read_text() if (out / "nvidia-smi.txt").exists() else ""
-summary = {"schema_version": 1, "data": data_kind, "gpu": next((s["detail"] for s in steps if s["step"] == "nvidia-smi"), None),
-           "training": runs, "serve_benchmark": load(out / "benchmark-cuda.json"), "steps": steps}
-(out / "gpu-check.json").write_text(json.dumps(summary, indent=2))
-print(json.dumps(summary, indent=2))
-PY
-log "done in $(( $(date +%s) - t0 ))s: $OUT/gpu-check.json"
+log "6/6 ONNX Runtime's CUDA execution provider"
+record serve-cuda unavailable 0 "not attempted: onnxruntime-gpu (hundreds of MB) cannot travel within the 64 MiB carry and the machine has no network"
+
+"$PYTHON" scripts/gpu_check_report.py "$WORK" "$OUT" "$MODE" "$DRIVER_CUDA"
+log "done in $(( $(date +%s) - T0 ))s: $OUT/gpu-check.json, $OUT/gpu-check.md"

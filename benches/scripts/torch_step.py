@@ -2,7 +2,8 @@
 """PyTorch versions of the seven seed models (docs/models.md), timed over the same
 training step as our harness: train-mode forward, cross-entropy, backward, AdamW step.
 
-Prints one JSON object per model: {"model", "img_s", "step_ms", "params"}.
+Prints one JSON object per model: {"model", "img_s", "step_ms", "params", "device",
+"precision", "losses", ...}; img_s is the batch over the median step, after warm-up steps.
 Used by `step_compare`; runnable alone:
     .venv-torch/bin/python benches/scripts/torch_step.py --models all --iters 5
 """
@@ -163,33 +164,38 @@ MODELS = {
 }
 
 
-def time_model(name, batch, iters, warmup, channels_last):
+def time_model(name, batch, iters, warmup, channels_last, device="cpu", amp=None):
     torch.manual_seed(0)
     model = MODELS[name]()
     params = sum(p.numel() for p in model.parameters())
     if params != PARAMS[name]:
         sys.exit(f"{name}: {params} parameters, the seed has {PARAMS[name]}")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt).train()
+    model = model.to(device=device, memory_format=fmt).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 3, 32, 32).to(memory_format=fmt)
-    y = torch.randint(0, 10, (batch,))
+    x = torch.randn(batch, 3, 32, 32).to(device=device, memory_format=fmt)
+    y = torch.randint(0, 10, (batch,)).to(device)
+    dtype = {"bf16": torch.bfloat16, "f16": torch.float16}.get(amp)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
         opt.step()
+        return loss.item()  # waits for the device, as our trainer reads its loss every step
 
-    for _ in range(warmup):
-        step()
+    losses = [step() for _ in range(warmup)]
     times = []
     for _ in range(iters):
         t = time.perf_counter()
-        step()
+        losses.append(step())
         times.append(time.perf_counter() - t)
     times.sort()
     median = times[len(times) // 2]
-    return {"model": name, "img_s": batch / median, "step_ms": median * 1e3, "params": params}
+    return {"model": name, "img_s": batch / median, "step_ms": median * 1e3, "params": params,
+            "device": device, "precision": amp or "f32", "channels_last": channels_last,
+            "batch_size": batch, "steps": iters, "warmup": warmup, "losses": losses}
 
 
 def main():
@@ -200,14 +206,18 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--amp", choices=["bf16", "f16"], help="autocast to this dtype (f32 master weights)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # what a PyTorch user turns on for fixed shapes
     names = list(MODELS) if a.models == "all" else a.models.split(",")
     for n in names:
         if n not in MODELS:
             sys.exit(f"unknown model {n}; valid: {', '.join(MODELS)}")
     for n in names:
-        print(json.dumps(time_model(n, a.batch, a.iters, a.warmup, a.channels_last)), flush=True)
+        print(json.dumps(time_model(n, a.batch, a.iters, a.warmup, a.channels_last, a.device, a.amp)), flush=True)
 
 
 if __name__ == "__main__":

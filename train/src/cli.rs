@@ -45,6 +45,44 @@ pub enum Command {
     /// Write a synthetic CIFAR-10 in the official binary layout (class-coloured patterns a
     /// model can learn): for demos and smoke tests where the real set is not at hand.
     Synthetic(SyntheticArgs),
+    /// Time training steps as a run takes them (training-mode forward, loss, backward, AdamW)
+    /// on one fixed synthetic batch after warm-up steps: img/s per model on this device, one
+    /// JSON line each on stdout, with every step's loss (finite and falling when the step learns).
+    Speed(SpeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpeedArgs {
+    /// Comma-separated model names, or all (the seven).
+    #[arg(long, value_name = "NAMES", default_value = "all")]
+    pub models: String,
+
+    /// auto (CUDA when built with --features cuda and a GPU is present), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+
+    /// f32, or bf16 (mixed precision as `train --precision bf16`; CUDA only).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+
+    /// Building blocks, as for training: fast or portable.
+    #[arg(long, value_enum, default_value_t = KernelChoice::Fast)]
+    pub kernels: KernelChoice,
+
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+
+    /// Timed steps per model.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+
+    /// Untimed steps first (kernel compilation, cuDNN's algorithm search, allocator growth).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+
+    /// CPU threads for compute (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]

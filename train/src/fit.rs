@@ -187,6 +187,27 @@ fn epoch_batches<'a>(
     }
 }
 
+/// One training step as every run takes it: training-mode forward, the recipe's loss, and,
+/// when that loss is finite, backward and the optimizer's update at `lr` (a non-finite loss
+/// leaves the weights as they were). Returns the logits and the loss, read back from the
+/// device, which also waits for the step to finish there.
+pub(crate) fn train_step(
+    net: &Network,
+    opt: &mut Optimizer,
+    x: &Tensor,
+    y: &Tensor,
+    lr: f64,
+    recipe: &Recipe,
+) -> candle_core::Result<(Tensor, f32)> {
+    let logits = net.forward_t(x, true)?;
+    let loss = crate::loss::cross_entropy(&logits, y, recipe.label_smoothing)?;
+    let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if loss_value.is_finite() {
+        opt.step(&loss.backward()?, lr, recipe.clip_grad_norm)?;
+    }
+    Ok((logits, loss_value))
+}
+
 /// Trains one epoch, the one after `state`'s last committed one (whose number a divergence
 /// reports as the last good checkpoint).
 fn train_epoch(learner: &mut Learner, loader: &Loader, state: &TrainState, quiet: bool) -> Result<EpochStats, TrainError> {
@@ -206,13 +227,10 @@ fn train_epoch(learner: &mut Learner, loader: &Loader, state: &TrainState, quiet
             continue;
         }
         let lr = recipe.lr_at_step((epoch * steps_per_epoch + index) as u64, steps_per_epoch);
-        let logits = learner.net.forward_t(&x, true)?;
-        let loss = crate::loss::cross_entropy(&logits, &y, recipe.label_smoothing)?;
-        let loss_value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let (logits, loss_value) = train_step(&learner.net, &mut learner.opt, &x, &y, lr, recipe)?;
         if !loss_value.is_finite() {
             return Err(TrainError::Diverged { epoch: epoch + 1, batch: index, loss: loss_value, last_good: epoch });
         }
-        learner.opt.step(&loss.backward()?, lr, recipe.clip_grad_norm)?;
         if let Some(ema) = learner.ema.as_mut() {
             ema.update(&learner.net.named_tensors())?;
         }

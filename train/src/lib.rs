@@ -18,6 +18,7 @@ pub mod report;
 pub mod resident;
 pub mod run_folder;
 pub mod runtime;
+pub mod speed;
 pub mod summary;
 pub mod tta;
 

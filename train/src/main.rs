@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return match command {
             cli::Command::Export(args) => commands::export::run(&args),
             cli::Command::Quantize(args) => commands::quantize::run(&args),
+            cli::Command::Speed(args) => commands::speed::run(&args),
             cli::Command::Synthetic(args) => {
                 let spec = cifar_train::data::SyntheticSpec { seed: args.seed, ..Default::default() };
                 cifar_train::data::write_synthetic(&args.out, &spec)?;

@@ -1,9 +1,8 @@
 //! `train --model NAME`: a training run with the `--recipe` preset (seed by default),
 //! overridden by the flags given.
 
-use crate::cli::{DataPlacement, KernelChoice, Precision, TrainArgs};
-use cifar_models::nn::Kernels;
-use anyhow::{bail, Result};
+use crate::cli::{DataPlacement, Precision, TrainArgs};
+use anyhow::Result;
 use cifar_train::fit::{self, TrainOptions};
 use cifar_train::run_folder::run_dir;
 
@@ -11,20 +10,10 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
     cifar_models::info(model)?;
     let recipe = args.recipe.recipe_for(model);
     recipe.check()?;
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
-        // candle's CPU kernels size their work from RAYON_NUM_THREADS; set it before any pool exists.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().ok();
-    }
-    let (device, device_name) = cifar_train::device::select(&args.device)?;
+    super::set_threads(args.threads)?;
+    let (device, device_name) = super::select_device(&args.device, args.precision)?;
     if !args.quiet {
         eprintln!("device: {device_name} (--device {})", args.device);
-    }
-    if args.precision == Precision::Bf16 && device.is_cpu() {
-        bail!("--precision bf16 needs --device cuda: candle's CPU backend has no bf16 matrix multiply (use f32 on CPU)");
     }
     let summary = fit::train(TrainOptions {
         recipe,
@@ -37,10 +26,7 @@ pub fn run(args: &TrainArgs, model: &str) -> Result<()> {
         ort_lib: args.ort_lib.clone(),
         quiet: args.quiet,
         bf16: args.precision == Precision::Bf16,
-        kernels: match args.kernels {
-            KernelChoice::Fast => Kernels::Fast,
-            KernelChoice::Portable => Kernels::Portable,
-        },
+        kernels: args.kernels.into(),
         data_on_device: match args.data_placement {
             DataPlacement::Auto => !device.is_cpu(),
             DataPlacement::Host => false,
