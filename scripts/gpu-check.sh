@@ -13,7 +13,8 @@
 #   4. PyTorch: the same models and step (benches/scripts/torch_step.py), eager f32 and bf16
 #      autocast with channels_last;
 #   5. one short training run end to end (train -> ONNX export -> parity on ONNX Runtime's CPU
-#      provider, with the carried library);
+#      provider when its library travelled), then the exported graph in that machine's own
+#      onnxruntime (scripts/onnx_accuracy.py): the same test accuracy as the run measured;
 #   6. ONNX Runtime's CUDA execution provider for serving: recorded as unavailable (its library
 #      is hundreds of MB and the machine has no network), not attempted.
 # The data is synthetic (the real set cannot travel): these are speed figures, not accuracies.
@@ -127,6 +128,16 @@ E2E=(--model resnet-light --epochs 1 --limit-train 2048 --limit-eval 512 --devic
 if [ -n "$ORT_LIB" ]; then E2E+=(--ort-lib "$ORT_LIB"); fi
 run e2e 120 "$WORK/e2e.txt" "${TRAINS[0]}" "${E2E[@]}"
 cp "$WORK/e2e/resnet-light/summary.json" "$WORK/e2e-summary.json" 2>/dev/null
+# The exported graph in this machine's own onnxruntime (CPU, any version): it must classify the
+# test images as the run on $DEVICE did. This is the export's check when ONNX Runtime 1.31 did
+# not travel (the run then skips its parity check); beside it otherwise.
+if [ ! -e "$WORK/e2e-summary.json" ]; then
+  record e2e-onnx skipped 0 "no finished end-to-end run"
+elif ! "$PYTHON" -c 'import onnxruntime, numpy' 2>/dev/null; then
+  record e2e-onnx skipped 0 "no onnxruntime/numpy in $PYTHON"
+else
+  run e2e-onnx 60 "$WORK/e2e-onnx.json" "$PYTHON" scripts/onnx_accuracy.py "$WORK/e2e/resnet-light" "$WORK/synthetic"
+fi
 
 for t in "${TRAINS[@]:1}"; do for p in "${PRECISIONS[@]}"; do ours "$t" "$p"; done; done
 

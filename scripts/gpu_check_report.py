@@ -5,7 +5,8 @@ and the ours / PyTorch table in OUT/gpu-check.md.
     gpu_check_report.py WORK OUT MODE DRIVER_CUDA
 
 WORK holds what the steps wrote: steps.jsonl, ours-<build>-<precision>.jsonl (`train speed`),
-torch-<precision>.jsonl (torch_step.py), ptx-<build>.txt, e2e-summary.json.
+torch-<precision>.jsonl (torch_step.py), ptx-<build>.txt, e2e-summary.json, e2e-onnx.json
+(onnx_accuracy.py).
 """
 import json
 import pathlib
@@ -112,6 +113,7 @@ def main():
         "torch": torch,
         "ratios": ratio_rows(ours, torch),
         "e2e": e2e and {k: e2e.get(k) for k in ["model", "device", "epochs", "mean_train_img_s", "test_acc", "onnx_parity_max_abs_diff"]},
+        "e2e_onnx": load(work / "e2e-onnx.json"),
         "steps": steps,
     }
     (out / "gpu-check.json").write_text(json.dumps(summary, indent=2) + "\n")

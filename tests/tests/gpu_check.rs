@@ -23,7 +23,8 @@ fn the_dry_run_records_every_step_and_times_all_seven_models() {
         .arg(bin.path())
         .env("OUT", out.path())
         .env("GPU_CHECK_DRY_RUN", "1")
-        .env("PYTHON", "python3")
+        // The tests' venv: numpy and onnxruntime for the exported graph's check (scripts/setup.sh).
+        .env("PYTHON", repo_root().join(".venv-tools/bin/python"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -50,6 +51,11 @@ fn the_dry_run_records_every_step_and_times_all_seven_models() {
     assert_eq!(report["ratios"].as_array().unwrap().len(), 7);
     // The end-to-end run exported and passed the parity check on ONNX Runtime.
     assert!(report["e2e"]["onnx_parity_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{}", report["e2e"]);
+    // The exported graph, in the Python onnxruntime, classifies the run's test images as the run did.
+    assert_eq!(status("e2e-onnx"), "ok");
+    let onnx = &report["e2e_onnx"];
+    assert_eq!(onnx["images"], 32, "the dry run's --limit-eval: {onnx}");
+    assert!(onnx["difference"].as_f64().unwrap() <= 0.01 && onnx["run_test_acc"] == report["e2e"]["test_acc"], "{onnx}");
     let table = std::fs::read_to_string(out.path().join("gpu-check.md")).unwrap();
     for model in cifar_models::MODEL_NAMES {
         assert!(table.contains(&format!("| {model} | f32 |")), "{table}");
