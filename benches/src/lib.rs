@@ -32,6 +32,11 @@ impl TrainStep {
         Ok(Self { net, opt, x, labels, lr: recipe.lr, phases: [0.0; 3] })
     }
 
+    /// AdamW's fused CPU passes (default) or its tensor expression, to compare the two.
+    pub fn set_fused_adamw(&mut self, on: bool) {
+        self.opt.set_fused(on);
+    }
+
     pub fn batch(&self) -> usize {
         self.labels.dim(0).unwrap_or(0)
     }

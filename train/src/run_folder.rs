@@ -91,7 +91,7 @@ impl RunFolder {
         state.dropout = net.dropout_state();
         state.train_seconds += m.epoch_seconds;
         state.history.push(m);
-        let moments = opt.moments();
+        let moments = opt.moments().map_err(|e| FileError::encode(&self.dir.join(checkpoint::RESUME), e))?;
         checkpoint::save_resume(&self.dir, ResumeTensors { model: &tensors, moments: &moments, ema: ema_tensors }, state)?;
         metrics::write(&self.dir, &state.history)?;
         report::draw_curves(&self.dir.join(report::CURVES), &state.recipe.model, &state.history)

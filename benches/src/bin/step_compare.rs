@@ -23,10 +23,11 @@ struct Args {
     threads: usize,
     rounds: usize,
     torch: bool,
+    adamw_ab: bool,
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args { models: vec![], iters: 5, warmup: 1, batch: 128, threads: 2, rounds: 1, torch: true };
+    let mut a = Args { models: vec![], iters: 5, warmup: 1, batch: 128, threads: 2, rounds: 1, torch: true, adamw_ab: false };
     let mut models = "all".to_string();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -39,8 +40,10 @@ fn parse() -> Result<Args> {
             "--threads" => a.threads = val()?.parse()?,
             "--rounds" => a.rounds = val()?.parse()?,
             "--no-torch" => a.torch = false,
+            "--adamw-ab" => a.adamw_ab = true,
             "-h" | "--help" => {
-                println!("step_compare [--models all|a,b] [--iters N] [--warmup N] [--batch N] [--threads N] [--rounds N] [--no-torch]");
+                println!("step_compare [--models all|a,b] [--iters N] [--warmup N] [--batch N] [--threads N] [--rounds N] [--no-torch] [--adamw-ab]");
+                println!("  --adamw-ab  instead of PyTorch, time our step with AdamW's fused CPU passes and with its tensor expression, alternately");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other}"),
@@ -62,7 +65,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn ours(model: &str, a: &Args) -> Result<f64> {
+    Ok(ours_with(model, a, true)?.0)
+}
+
+/// img/s and the optimiser's ms per step, with AdamW fused or as tensor ops.
+fn ours_with(model: &str, a: &Args, fused_adamw: bool) -> Result<(f64, f64)> {
     let mut s = TrainStep::new(model, a.batch, 0)?;
+    s.set_fused_adamw(fused_adamw);
     for _ in 0..a.warmup {
         s.step()?;
     }
@@ -87,7 +96,24 @@ fn ours(model: &str, a: &Args) -> Result<f64> {
         }
         eprintln!("  {:<60} {:>8.1} ms", "(outside custom ops)", per(total - in_ops));
     }
-    Ok(a.batch as f64 / median(times))
+    Ok((a.batch as f64 / median(times), s.phases[2] * 1e3 / a.iters as f64))
+}
+
+/// `--adamw-ab`: the fused optimiser against the tensor expression, alternating, best round each.
+fn adamw_ab(a: &Args) -> Result<()> {
+    println!("AdamW fused CPU passes vs tensor expression: batch {}, {} threads, median of {} steps, best of {} alternating round(s)", a.batch, a.threads, a.iters, a.rounds);
+    println!("{:<16} {:>14} {:>14} {:>12} {:>12} {:>8}", "model", "fused opt ms", "tensor opt ms", "fused img/s", "tensor img/s", "ratio");
+    for m in &a.models {
+        let (mut best_f, mut best_t) = ((0f64, f64::INFINITY), (0f64, f64::INFINITY));
+        for _ in 0..a.rounds {
+            let f = ours_with(m, a, true)?;
+            let t = ours_with(m, a, false)?;
+            best_f = (best_f.0.max(f.0), best_f.1.min(f.1));
+            best_t = (best_t.0.max(t.0), best_t.1.min(t.1));
+        }
+        println!("{m:<16} {:>14.2} {:>14.2} {:>12.1} {:>12.1} {:>8.3}", best_f.1, best_t.1, best_f.0, best_t.0, best_f.0 / best_t.0);
+    }
+    Ok(())
 }
 
 fn torch_python() -> Option<PathBuf> {
@@ -117,6 +143,9 @@ fn main() -> Result<()> {
     tune_runtime();
     let a = parse()?;
     set_threads(a.threads);
+    if a.adamw_ab {
+        return adamw_ab(&a);
+    }
     let python = if a.torch { torch_python() } else { None };
     let mut rows = Vec::new();
     for m in &a.models {

@@ -2,6 +2,7 @@
 //! moments), with state that a checkpoint can hold. It is handed trainable parameters only:
 //! BatchNorm running statistics never reach it.
 
+use super::adamw_cpu::{self, StepConstants};
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
 
 pub struct AdamW {
@@ -13,13 +14,22 @@ pub struct AdamW {
     beta2: f64,
     eps: f64,
     weight_decay: f64,
+    /// The in-place CPU passes of [`adamw_cpu`] (tests switch them off to compare).
+    fused: bool,
 }
 
 impl AdamW {
     pub fn new(params: Vec<(String, Var)>, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Result<Self> {
-        let m = params.iter().map(|(_, p)| p.zeros_like()).collect::<Result<Vec<_>>>()?;
-        let v = m.clone();
-        Ok(Self { params, m, v, step: 0, beta1, beta2, eps, weight_decay })
+        // Separate buffers for m and v: the fused pass writes each in place.
+        let zeros = || params.iter().map(|(_, p)| p.zeros_like()).collect::<Result<Vec<_>>>();
+        let (m, v) = (zeros()?, zeros()?);
+        Ok(Self { params, m, v, step: 0, beta1, beta2, eps, weight_decay, fused: true })
+    }
+
+    /// Switches the in-place CPU passes off (on by default), for the tests and benchmarks that
+    /// compare them with the tensor expression.
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
     }
 
     pub fn step_count(&self) -> u64 {
@@ -41,40 +51,60 @@ impl AdamW {
         let t = self.step as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
         let bc2 = 1.0 - self.beta2.powi(t);
+        let c = StepConstants {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            grad_scale,
+            keep: 1.0 - lr * self.weight_decay,
+            step_size: lr / bc1,
+            inv_sqrt_bc2: 1.0 / bc2.sqrt(),
+        };
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
-            let g = &super::scaled(g, grad_scale)?;
-            let m = ((&self.m[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
-            let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let denom = ((v.sqrt()? / bc2.sqrt())? + self.eps)?;
-            let decayed = (p.as_tensor() * (1.0 - lr * self.weight_decay))?;
-            let next = (decayed - ((&m / denom)? * (lr / bc1))?)?;
-            p.set(&next)?;
-            self.m[i] = m.detach();
-            self.v[i] = v.detach();
+            if self.fused && p.device().is_cpu() {
+                adamw_cpu::update(p.as_tensor(), &self.m[i], &self.v[i], g, c)?;
+            } else {
+                let (m, v) = tensor_update(p, &self.m[i], &self.v[i], g, c)?;
+                (self.m[i], self.v[i]) = (m, v);
+            }
         }
         Ok(())
     }
 
     /// The moments by parameter name (`m.<name>`, `v.<name>`), for checkpoints.
-    pub fn moments(&self) -> Vec<(String, Tensor)> {
+    pub fn moments(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(2 * self.params.len());
         for (i, (name, _)) in self.params.iter().enumerate() {
-            out.push((format!("m.{name}"), self.m[i].clone()));
-            out.push((format!("v.{name}"), self.v[i].clone()));
+            // Copies: the fused pass updates the state in place after this returns.
+            out.push((format!("m.{name}"), self.m[i].copy()?));
+            out.push((format!("v.{name}"), self.v[i].copy()?));
         }
-        out
+        Ok(out)
     }
 
     /// Restores the moments and the step count saved by [`Self::moments`].
     pub fn restore(&mut self, moments: &std::collections::HashMap<String, Tensor>, step: u64) -> Result<()> {
         for (i, (name, p)) in self.params.iter().enumerate() {
-            self.m[i] = super::restored(moments, &format!("m.{name}"), p)?;
-            self.v[i] = super::restored(moments, &format!("v.{name}"), p)?;
+            // Own copies: the fused pass writes into them, never into the caller's tensors.
+            self.m[i] = super::restored(moments, &format!("m.{name}"), p)?.copy()?;
+            self.v[i] = super::restored(moments, &format!("v.{name}"), p)?.copy()?;
         }
         self.step = step;
         Ok(())
     }
+}
+
+/// The update as tensor ops (CUDA, and the reference the fused pass is held to): the new
+/// moments; the parameter is set in place.
+fn tensor_update(p: &Var, m: &Tensor, v: &Tensor, g: &Tensor, c: StepConstants) -> Result<(Tensor, Tensor)> {
+    let g = &super::scaled(g, c.grad_scale)?;
+    let m = ((m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+    let v = ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+    let denom = ((v.sqrt()? * c.inv_sqrt_bc2)? + c.eps)?;
+    let next = ((p.as_tensor() * c.keep)? - ((&m / denom)? * c.step_size)?)?;
+    p.set(&next)?;
+    Ok((m.detach(), v.detach()))
 }
 
 #[cfg(test)]
@@ -108,6 +138,54 @@ mod tests {
             }
         }
         assert_eq!(opt.step_count(), 2);
+        Ok(())
+    }
+
+    /// The fused in-place passes and the tensor expression give the same bits, in f32 and
+    /// f64, with and without gradient scaling, for parameters of several shapes.
+    #[test]
+    fn fused_passes_equal_the_tensor_expression() -> Result<()> {
+        use candle_core::DType;
+        for dtype in [DType::F32, DType::F64] {
+            let dev = Device::Cpu;
+            let make = |seed: u64| -> Result<Vec<(String, Var)>> {
+                let shapes: [&[usize]; 3] = [&[70_001], &[8, 3, 3, 3], &[5]];
+                shapes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let n: usize = s.iter().product();
+                        let vals: Vec<f64> = (0..n).map(|k| (((k as u64 * 2654435761 + seed + i as u64) % 1000) as f64 - 500.0) / 250.0).collect();
+                        Ok((format!("p{i}"), Var::from_tensor(&Tensor::from_vec(vals, *s, &dev)?.to_dtype(dtype)?)?))
+                    })
+                    .collect()
+            };
+            let (a, b) = (make(1)?, make(1)?);
+            let mut fused = AdamW::new(a.clone(), 0.9, 0.999, 1e-8, 0.1)?;
+            let mut plain = AdamW::new(b.clone(), 0.9, 0.999, 1e-8, 0.1)?;
+            plain.set_fused(false);
+            for (step, scale) in [(0, 1.0), (1, 0.37), (2, 1.0), (3, 2.5)] {
+                // loss = Σ p³ · (step + 1) / 3 → gradient p² · (step + 1)
+                let grad = |ps: &[(String, Var)]| -> Result<GradStore> {
+                    let mut loss = Tensor::zeros((), dtype, &dev)?;
+                    for (_, p) in ps {
+                        loss = (loss + (p.as_tensor().powf(3.0)?.sum_all()? * ((step + 1) as f64 / 3.0))?)?;
+                    }
+                    loss.backward()
+                };
+                let (ga, gb) = (grad(&a)?, grad(&b)?);
+                fused.step_scaled(&ga, 0.01 * (step + 1) as f64, scale)?;
+                plain.step_scaled(&gb, 0.01 * (step + 1) as f64, scale)?;
+                for ((name, pa), (_, pb)) in a.iter().zip(&b) {
+                    let (x, y) = (pa.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?, pb.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+                    assert!(x == y, "{dtype:?} step {step}: {name} differs");
+                }
+                for ((name, ma), (_, mb)) in fused.moments()?.iter().zip(plain.moments()?.iter()) {
+                    let (x, y) = (ma.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?, mb.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+                    assert!(x == y, "{dtype:?} step {step}: {name} differs");
+                }
+            }
+        }
         Ok(())
     }
 }
