@@ -149,7 +149,7 @@ mod tests {
     use super::*;
 
     /// A `state.json` as the code before the recipe overrides wrote it (recipe with the key
-    /// set of `model-zoo/resnet-light/recipe.json`) still loads, so such runs resume.
+    /// set of `train/tests/fixtures/run-before-presets/recipe.json`) still loads, so such runs resume.
     #[test]
     fn a_state_written_by_the_earlier_code_loads() {
         let old = r#"{

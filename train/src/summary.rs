@@ -134,12 +134,13 @@ fn with_causes(err: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    /// The first shipped run was written before `precision` and `data_on_device` existed;
-    /// every shipped summary must load and describe a finished run.
+    /// The first shipped run (a fixture now) was written before `precision` and
+    /// `data_on_device` existed; it and every shipped summary must load and describe a
+    /// finished run.
     #[test]
     fn the_shipped_summaries_load() {
         let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-zoo");
-        let s = Summary::read(&zoo.join("resnet-light")).unwrap();
+        let s = Summary::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-before-presets")).unwrap();
         assert_eq!(s.model, "resnet-light");
         assert_eq!(s.facts, ModelFacts::for_model("resnet-light").unwrap());
         assert_eq!((s.epochs, s.best_epoch, s.test_images), (30, Some(29), 10_000));
@@ -158,8 +159,8 @@ mod tests {
     #[test]
     fn a_summary_round_trips_and_describes_the_export() {
         let dir = tempfile::tempdir().unwrap();
-        let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-zoo/resnet-light");
-        let s = Summary::read(&zoo).unwrap();
+        let old_run = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run-before-presets");
+        let s = Summary::read(&old_run).unwrap();
         s.write(dir.path()).unwrap();
         assert_eq!(Summary::read(dir.path()).unwrap(), s);
         let mut meta = ModelMetadata::for_model("resnet-light").unwrap();

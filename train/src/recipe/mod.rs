@@ -235,10 +235,11 @@ mod tests {
     }
 
     /// A run folder written before any later field was added still loads: this is the key set
-    /// of `model-zoo/resnet-light/recipe.json`, trained with an earlier version of `train`.
+    /// of the `recipe.json` of the resnet-light run shipped until 2026-12-05 (kept as a
+    /// fixture), trained with an earlier version of `train`.
     #[test]
-    fn a_recipe_json_of_the_shipped_model_loads() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../model-zoo/resnet-light/recipe.json");
+    fn a_recipe_json_written_before_presets_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/run-before-presets/recipe.json");
         let r: Recipe = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let mut want = Recipe::seed("resnet-light");
         want.epochs = 30;
