@@ -198,6 +198,19 @@ def time_model(name, batch, iters, warmup, channels_last, device="cpu", amp=None
             "batch_size": batch, "steps": iters, "warmup": warmup, "losses": losses}
 
 
+def sgemm_gmac_s(n, reps=5):
+    """The f32 matmul ceiling of this machine as PyTorch reaches it: best of `reps` n×n×n
+    products, in 1e9 multiply-adds per second."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up: thread pool, packing buffers
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return n ** 3 / best / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="all", help="comma-separated names, or all")
@@ -208,8 +221,12 @@ def main():
     ap.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--amp", choices=["bf16", "f16"], help="autocast to this dtype (f32 master weights)")
+    ap.add_argument("--sgemm", type=int, metavar="N", help="print only the f32 ceiling: GMAC/s of an N×N×N matmul")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.sgemm:
+        print(json.dumps({"sgemm_n": a.sgemm, "sgemm_gmac_s": sgemm_gmac_s(a.sgemm), "threads": a.threads}), flush=True)
+        return
     if a.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # what a PyTorch user turns on for fixed shapes
     names = list(MODELS) if a.models == "all" else a.models.split(",")

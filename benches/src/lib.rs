@@ -76,3 +76,21 @@ pub fn tune_runtime() {
 pub fn set_threads(threads: usize) {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
 }
+
+/// This CPU in words for a benchmark table: `model name` of /proc/cpuinfo with its family and
+/// model numbers (some clouds name it only `AMD EPYC`), and the vector extensions that decide
+/// kernel speed.
+pub fn this_cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| info.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_string()));
+    let mut s = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    if let (Some(f), Some(m)) = (field("cpu family"), field("model")) {
+        s += &format!(" (family {f} model {m})");
+    }
+    let flags = field("flags").unwrap_or_default();
+    let has: Vec<&str> = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
+    if !has.is_empty() {
+        s += &format!(", {}", has.join(" "));
+    }
+    s
+}

@@ -2,7 +2,10 @@
 //! when `.venv-torch` exists (benches/scripts/make-torch-venv.sh), in PyTorch
 //! (benches/scripts/torch_step.py), with the ratio.
 //!
-//!     cargo run --release -p cifar-benches --bin step_compare -- --models all --iters 5
+//!     cargo run --release -p cifar-benches --bin step_compare -- --models all --iters 20 --warmup 3 --rounds 2
+//!
+//! The table gives each side's GMAC/s against the f32 matmul ceiling measured in the same
+//! run (the gemm crate's and PyTorch's).
 //!
 //! Each model is timed here and then in PyTorch, `--rounds` times alternately, and the best
 //! round of each counts: on a shared machine other processes only ever slow a round down, and
@@ -165,19 +168,102 @@ fn main() -> Result<()> {
         }
         rows.push((m.clone(), best_ours, best_torch));
     }
+    let ceilings = Ceilings::measure(python.as_ref(), &a)?;
+    print_table(&a, &rows, &ceilings)?;
+    if python.is_none() && a.torch {
+        println!("(no PyTorch: run benches/scripts/make-torch-venv.sh for the side-by-side)");
+    }
+    Ok(())
+}
+
+/// Side of the square f32 matmul that measures the machine's ceiling.
+const SGEMM_N: usize = 4096;
+
+/// The f32 matmul ceiling of this machine on the run's threads, measured in the same run as
+/// the models: the gemm crate our convs call, and PyTorch's (oneDNN/MKL) where it is here.
+struct Ceilings {
+    ours: f64,
+    torch: Option<f64>,
+}
+
+impl Ceilings {
+    fn measure(python: Option<&PathBuf>, a: &Args) -> Result<Self> {
+        let torch = match python {
+            Some(p) => Some(torch_sgemm(p, a)?),
+            None => None,
+        };
+        Ok(Self { ours: our_sgemm_gmac_s(SGEMM_N)?, torch })
+    }
+
+    fn best(&self) -> f64 {
+        self.ours.max(self.torch.unwrap_or(0.0))
+    }
+}
+
+/// GMAC/s of the best of 6 `n × n × n` products in the gemm crate, which our convs call.
+fn our_sgemm_gmac_s(n: usize) -> Result<f64> {
+    let lhs: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let rhs: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut dst = vec![0f32; n * n];
+    let threads = rayon::current_num_threads();
+    let mut best = f64::INFINITY;
+    for _ in 0..6 {
+        let t = Instant::now();
+        // SAFETY: three distinct row-major n × n buffers of exactly n² elements each.
+        unsafe {
+            gemm::gemm(n, n, n, dst.as_mut_ptr(), 1, n as isize, false, lhs.as_ptr(), 1, n as isize, rhs.as_ptr(), 1, n as isize, 0f32, 1f32, false, false, false, gemm::Parallelism::Rayon(threads));
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok((n * n * n) as f64 / best / 1e9)
+}
+
+fn torch_sgemm(python: &PathBuf, a: &Args) -> Result<f64> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/torch_step.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--sgemm", &SGEMM_N.to_string(), "--threads", &a.threads.to_string()])
+        .output()
+        .context("running torch_step.py --sgemm")?;
+    if !out.status.success() {
+        bail!("torch_step.py --sgemm failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).with_context(|| format!("torch_step.py --sgemm printed {stdout:?}"))?;
+    v["sgemm_gmac_s"].as_f64().context("no sgemm_gmac_s")
+}
+
+/// A training step's multiply-adds per image: the forward's conv+fc MACs and the two backward
+/// products (input and weight gradient), each as many.
+fn train_macs_per_image(model: &str) -> Result<f64> {
+    Ok(3.0 * cifar_models::count(&cifar_models::build(model)?).macs_per_image as f64)
+}
+
+fn print_table(a: &Args, rows: &[(String, f64, Option<f64>)], c: &Ceilings) -> Result<()> {
+    println!("CPU: {}", cifar_benches::this_cpu());
     println!(
         "batch {}, {} threads, median of {} steps after {} warm-up, best of {} alternating round(s)",
         a.batch, a.threads, a.iters, a.warmup, a.rounds
     );
-    println!("{:<16} {:>12} {:>12} {:>8}", "model", "ours img/s", "torch img/s", "ratio");
+    let torch = c.torch.map_or("-".into(), |t| format!("{t:.1}"));
+    println!("f32 matmul ceiling ({SGEMM_N}³, {} threads): gemm crate {:.1} GMAC/s, PyTorch {torch} GMAC/s", a.threads, c.ours);
+    println!("GMAC/s counts a step as 3 × the forward's conv+fc MACs; % is of the better ceiling");
+    println!("{:<16} {:>11} {:>11} {:>7} {:>11} {:>11} {:>7} {:>7}", "model", "ours img/s", "torch img/s", "ratio", "ours GMAC/s", "torch GMAC/s", "ours %", "torch %");
+    let mut log_ratios = Vec::new();
     for (m, r, t) in rows {
+        let macs = train_macs_per_image(m)?;
+        let (ours_g, pct) = (r * macs / 1e9, |g: f64| 100.0 * g / c.best());
         match t {
-            Some(t) => println!("{m:<16} {r:>12.1} {t:>12.1} {:>8.2}", r / t),
-            None => println!("{m:<16} {r:>12.1} {:>12} {:>8}", "-", "-"),
+            Some(t) => {
+                log_ratios.push((r / t).ln());
+                let torch_g = t * macs / 1e9;
+                println!("{m:<16} {r:>11.1} {t:>11.1} {:>7.2} {ours_g:>11.1} {torch_g:>11.1} {:>6.0}% {:>6.0}%", r / t, pct(ours_g), pct(torch_g));
+            }
+            None => println!("{m:<16} {r:>11.1} {:>11} {:>7} {ours_g:>11.1} {:>11} {:>6.0}% {:>7}", "-", "-", "-", pct(ours_g), "-"),
         }
     }
-    if python.is_none() && a.torch {
-        println!("(no PyTorch: run benches/scripts/make-torch-venv.sh for the side-by-side)");
+    if !log_ratios.is_empty() {
+        println!("geometric mean of the ratios: {:.2}", (log_ratios.iter().sum::<f64>() / log_ratios.len() as f64).exp());
     }
     Ok(())
 }

@@ -3,10 +3,10 @@
 //! bias (a channel sum). The gemm paths walk the batch in the same chunks as the forward.
 
 use super::conv_geom::ConvGeom;
-use super::conv_plan::{use_direct, ConvPlan, Product};
+use super::conv_plan::{use_direct, weight_grad_transposes_col, ConvPlan, Product};
 use super::grouped_conv;
 use super::gemm::{matmul, Mat};
-use super::im2col::{col2im, im2col, images_to_channel_major};
+use super::im2col::{col2im, im2col, images_to_channel_major, transpose};
 use super::scratch::{Pooled, Scratch};
 use super::storage::{output_vec, float_dispatch, num_like::NumLike, same_dtype, slice_of, with_float_type};
 use candle_core::backend::BackendStorage;
@@ -233,7 +233,12 @@ pub fn weight_grad_gemm<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Ve
             col_buf = cb;
             &col_buf
         };
-        matmul(acc, Mat::col_major(kk, g.cout), col, Mat::row_major(kk, m), rhs, Mat::col_major(m, g.cout), true, plan.gemm_par())
+        if !weight_grad_transposes_col(g) {
+            return matmul(acc, Mat::col_major(kk, g.cout), col, Mat::row_major(kk, m), rhs, Mat::col_major(m, g.cout), true, plan.gemm_par());
+        }
+        let mut col_t = Scratch::new(kk * m);
+        transpose(col, kk, m, &mut col_t);
+        matmul(acc, Mat::col_major(kk, g.cout), &col_t, Mat::col_major(kk, m), rhs, Mat::col_major(m, g.cout), true, plan.gemm_par())
     };
     if !plan.parallel {
         let mut acc = vec![T::ZERO; kk * g.cout];

@@ -99,3 +99,18 @@ pub fn channel_major_to_images<T: NumLike>(src: &[T], b: usize, c: usize, p: usi
         }
     }
 }
+
+/// `dst` (`cols × rows`, row-major) = `src` (`rows × cols`, row-major) transposed, in square
+/// tiles so that both sides stay in cache.
+pub fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}

@@ -58,41 +58,76 @@ fn forward<T: NumLike>(x: &[T], planes: usize, h: usize, w: usize, k: usize, kin
 
 fn backward<T: NumLike>(x: &[T], g: &[T], planes: usize, h: usize, w: usize, k: usize, kind: PoolKind) -> Vec<T> {
     let (ho, wo) = (h / k, w / k);
-    let inv = T::from_f64(1.0 / (k * k) as f64);
     let mut dx = output_vec(planes * h * w);
     dx.par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
-        // Windows do not overlap (stride = k), so each input position receives at most one
-        // gradient: written, never accumulated, after one zeroing pass for the rest.
-        d.fill(T::ZERO);
-        let plane = &x[p * h * w..(p + 1) * h * w];
-        let gp = &g[p * ho * wo..(p + 1) * ho * wo];
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let go = gp[oy * wo + ox];
-                let corner = (oy * k) * w + ox * k;
-                match kind {
-                    PoolKind::Max => {
-                        let mut best = corner;
-                        for dy in 0..k {
-                            for dx_ in 0..k {
-                                let i = corner + dy * w + dx_;
-                                if !(plane[i] <= plane[best]) {
-                                    best = i;
-                                }
+        let (plane, gp) = (&x[p * h * w..][..h * w], &g[p * ho * wo..][..ho * wo]);
+        if k == 2 && kind == PoolKind::Max {
+            max_pool2_backward_plane(plane, gp, h, w, d);
+        } else {
+            backward_plane(plane, gp, h, w, k, kind, d);
+        }
+    });
+    dx
+}
+
+/// [`backward`] on one plane, any window.
+fn backward_plane<T: NumLike>(plane: &[T], gp: &[T], h: usize, w: usize, k: usize, kind: PoolKind, d: &mut [T]) {
+    let (ho, wo) = (h / k, w / k);
+    let inv = T::from_f64(1.0 / (k * k) as f64);
+    // Windows do not overlap (stride = k), so each input position receives at most one
+    // gradient: written, never accumulated, after one zeroing pass for the rest.
+    d.fill(T::ZERO);
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let go = gp[oy * wo + ox];
+            let corner = (oy * k) * w + ox * k;
+            match kind {
+                PoolKind::Max => {
+                    let mut best = corner;
+                    for dy in 0..k {
+                        for dx_ in 0..k {
+                            let i = corner + dy * w + dx_;
+                            if !(plane[i] <= plane[best]) {
+                                best = i;
                             }
                         }
-                        d[best] = go;
                     }
-                    PoolKind::Avg => {
-                        for dy in 0..k {
-                            d[corner + dy * w..][..k].fill(go * inv);
-                        }
+                    d[best] = go;
+                }
+                PoolKind::Avg => {
+                    for dy in 0..k {
+                        d[corner + dy * w..][..k].fill(go * inv);
                     }
                 }
             }
         }
-    });
-    dx
+    }
+}
+
+/// [`backward`] of a 2×2 max pool on one plane (every max pool of the seven models): each
+/// window's four gradients written at once, the routed one and three zeros, so no separate
+/// zeroing pass and no index search; the same first-maximum rule as the general loop.
+fn max_pool2_backward_plane<T: NumLike>(plane: &[T], gp: &[T], h: usize, w: usize, d: &mut [T]) {
+    let (ho, wo) = (h / 2, w / 2);
+    for oy in 0..ho {
+        let (r0, r1) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
+        let (d0, d1) = d[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+        for (ox, &go) in gp[oy * wo..][..wo].iter().enumerate() {
+            let (a, b, c, e) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+            let (mut best, mut at) = (a, 0);
+            for (v, i) in [(b, 1), (c, 2), (e, 3)] {
+                if !(v <= best) {
+                    (best, at) = (v, i);
+                }
+            }
+            let pick = |i: usize| if at == i { go } else { T::ZERO };
+            (d0[2 * ox], d0[2 * ox + 1], d1[2 * ox], d1[2 * ox + 1]) = (pick(0), pick(1), pick(2), pick(3));
+        }
+        // An odd width leaves a last column outside every window.
+        d0[2 * wo..].fill(T::ZERO);
+        d1[2 * wo..].fill(T::ZERO);
+    }
+    d[2 * ho * w..].fill(T::ZERO);
 }
 
 impl CustomOp1 for Pool2d {
@@ -153,5 +188,26 @@ impl CustomOp2 for Pool2dBackward {
             };
             Ok((out, l1.shape().clone()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2×2 max-pool backward equals the general loop where the rule matters: ties (the
+    /// first maximum in scan order wins), NaN (it wins, as PyTorch propagates it), -inf, and
+    /// odd sizes (the uncovered last row and column get zero).
+    #[test]
+    fn the_2x2_max_pool_backward_equals_the_general_loop() {
+        for (h, w) in [(4, 4), (5, 7), (6, 3), (2, 2)] {
+            let vals = [1.0, 1.0, f64::NAN, -1.0, 2.0, f64::NEG_INFINITY, 2.0, 0.5, -0.0, 0.0];
+            let plane: Vec<f64> = (0..h * w).map(|i| vals[(i * 7 + i / 3) % vals.len()]).collect();
+            let gp: Vec<f64> = (0..(h / 2) * (w / 2)).map(|i| i as f64 + 1.0).collect();
+            let (mut fast, mut general) = (vec![f64::NAN; h * w], vec![f64::NAN; h * w]);
+            max_pool2_backward_plane(&plane, &gp, h, w, &mut fast);
+            backward_plane(&plane, &gp, h, w, 2, PoolKind::Max, &mut general);
+            assert_eq!(fast, general, "{h}x{w}: {plane:?}");
+        }
     }
 }
