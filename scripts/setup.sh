@@ -4,7 +4,8 @@
 #
 #   protoc                Debian protobuf-compiler, for candle-onnx's build script
 #   .ort/cpu/             libonnxruntime.so.1.31.1 from the PyPI wheel onnxruntime==1.31.1
-#   chromium              Debian chromium, for the test that loads the server's page headless
+#   chromium              Debian chromium + chromium-driver (chromedriver), for the test that
+#                         drives the server's page headless over WebDriver
 #   .venv-tools/          Python venv for the tests: onnx (checker), onnxruntime (gpu-check's
 #                         dry run of scripts/onnx_accuracy.py), tritonclient[http,grpc] + numpy
 #                         (the official KServe V2 client, driven against `serve`); for deploy/:
@@ -22,6 +23,7 @@ ORT_VERSION=1.31.1
 need_apt=()
 [ -n "$ORT_ONLY" ] || command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -n "$ORT_ONLY" ] || command -v chromium >/dev/null || need_apt+=(chromium)
+[ -n "$ORT_ONLY" ] || command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

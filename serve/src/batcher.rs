@@ -217,6 +217,11 @@ impl Batcher {
         Err(refusal)
     }
 
+    /// Most images in one ONNX Runtime call (`--max-batch`).
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
     /// Images admitted and not yet running.
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Acquire)

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cause;
 pub mod batcher;
 pub mod device;
+pub mod explain;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

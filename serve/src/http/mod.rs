@@ -4,6 +4,7 @@ pub mod access;
 pub mod benchmark;
 pub mod body;
 pub mod errors;
+pub mod explain;
 pub mod health;
 pub mod metrics;
 pub mod page;
@@ -91,6 +92,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     metrics::configure(cfg);
     v1::configure(cfg);
+    explain::configure(cfg);
     benchmark::configure(cfg);
     // Before v2: `/v2/models/stats` would otherwise read as the metadata of a model "stats".
     statistics::configure(cfg);

@@ -5,6 +5,7 @@ use super::errors::ApiError;
 use super::{resource, AppState};
 use crate::predict::{top_k, Prediction};
 use crate::preprocess::{header_pixels, preprocess_into, Normalisation};
+use crate::bench::report::schema::SeedPublished;
 use crate::registry::ServedModel;
 use crate::{IMAGE_LEN, IMAGE_SHAPE};
 use cifar_models::metadata::{ModelFacts, Precision, Quantization};
@@ -153,6 +154,8 @@ pub struct ModelInfo<'a> {
     pub quantization: Option<&'a Quantization>,
     #[serde(rename = "f32_test_acc", skip_serializing_if = "Option::is_none")]
     pub f32_test_acc_frac: Option<f64>,
+    /// The seed study's published figures for the architecture (null for one it has not).
+    pub seed: Option<SeedPublished>,
 }
 
 #[derive(Serialize)]
@@ -186,6 +189,7 @@ impl<'a> ModelInfo<'a> {
             tta: m.tta.as_deref(),
             quantization: m.quantization.as_ref(),
             f32_test_acc_frac: m.f32_test_acc_frac,
+            seed: SeedPublished::for_architecture(&m.model, &m.facts),
         }
     }
 }

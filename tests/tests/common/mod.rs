@@ -178,21 +178,26 @@ impl Server {
     }
 
     /// One server per test process (default model `resnet-light`), for the tests that do not
-    /// need a special configuration;
-    /// it is started from a thread that never ends, since the kernel's parent-death signal
-    /// follows the thread that spawned the child.
+    /// need a special configuration.
     pub fn shared(extra_models: &'static [&'static str]) -> &'static Server {
         static SHARED: OnceLock<Server> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(Server::start(&model_dir(extra_models), &["--default", "resnet-light"]));
-                loop {
-                    std::thread::park();
-                }
-            });
-            rx.recv().expect("shared server")
-        })
+        SHARED.get_or_init(|| Server::start_for_process(model_dir(extra_models), &["--default", "resnet-light"]))
+    }
+
+    /// [`Server::start`] for a server kept in a static (shared by a test binary's tests): it is
+    /// started from a thread that never ends, since the kernel's parent-death signal follows
+    /// the thread that spawned the child.
+    pub fn start_for_process(models: PathBuf, args: &[&str]) -> Server {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = tx.send(Server::start(&models, &args));
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("server for the test process")
     }
 
     fn wait_ready(&self) {
