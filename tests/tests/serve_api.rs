@@ -50,7 +50,7 @@ fn health_readiness_page_and_server_metadata() {
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
     assert!(page.header("content-security-policy").unwrap().contains("default-src 'none'"));
     let html = page.text();
-    assert!(html.contains("<select id=\"model\"") && html.contains("/v1/models"));
+    assert!(html.contains("<svg id=\"chart\"") && html.contains("/v1/models") && html.contains("/explain"));
     for external in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "@import"] {
         assert!(!html.contains(external), "the page loads an external asset ({external})");
     }
