@@ -64,22 +64,12 @@ impl Drop for Driver {
 
 async fn browser(driver: &Driver) -> Client {
     let profile = process_temp_dir("chromium-profile");
-    let args = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain([format!("--user-data-dir={}", profile.display())])
-    .collect::<Vec<_>>();
+    let args = ["--headless=new", "--hide-scrollbars"]
+        .into_iter()
+        .chain(CHROMIUM_FLAGS)
+        .map(String::from)
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), serde_json::json!({ "args": args }));
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())

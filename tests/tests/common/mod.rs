@@ -434,6 +434,19 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
 }
 
+/// Chromium's flags for a sandboxed, offline test run (no sandbox as root; no background
+/// connections, which this machine's closed network refuses).
+pub const CHROMIUM_FLAGS: [&str; 8] = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+];
+
 /// The DOM of `url` after headless Chromium has run its scripts (virtual time, 20 s budget).
 /// Chromium comes from `scripts/setup.sh` (Debian's package).
 pub fn headless_dom(url: &str) -> String {
@@ -443,19 +456,7 @@ pub fn headless_dom(url: &str) -> String {
         .expect("chromium is missing: run `bash scripts/setup.sh` (installs Debian's chromium)");
     let profile = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(chromium);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--virtual-time-budget=20000",
-        "--dump-dom",
-    ])
+    cmd.args(["--headless"]).args(CHROMIUM_FLAGS).args(["--virtual-time-budget=20000", "--dump-dom"])
     .arg(format!("--user-data-dir={}", profile.path().display()))
     .arg(url);
     let out = run_with_timeout(cmd, Duration::from_secs(120));
