@@ -9,7 +9,8 @@
 #
 # Defaults: 4 epochs of 15,000 training images, 2,000 validation images. Finished runs are
 # kept and skipped on a second call, so an interrupted sweep continues where it stopped;
-# REPORT_ONLY=1 writes the table and the chart from the runs finished so far, training none.
+# REPORT_ONLY=1 writes the table and the chart from the runs finished so far, training none;
+# ONLY="name name" trains just those candidates (the table still shows every finished run).
 # Candidates: the CANDIDATES table below (name, then the flags over the preset it names).
 set -euo pipefail
 model="${1:?model}"; data="${2:?data dir}"; out="${3:?output folder}"
@@ -27,12 +28,15 @@ CANDIDATES=(
   "fast-lr6e-3|--recipe fast --warmup-epochs $warm --lr 6e-3"
   "fast-sgd|--recipe fast --warmup-epochs $warm --optimizer sgd --lr 0.1 --momentum 0.9 --nesterov --weight-decay 5e-4"
   "fast-cosine|--recipe fast --warmup-epochs $warm --schedule cosine"
+  "fast-ls0.2|--recipe fast --warmup-epochs $warm --label-smoothing 0.2"
+  "fast-tta-ft|--recipe fast --warmup-epochs $warm --tta flip-translate"
 )
 
 mkdir -p "$out"
 [ -n "${REPORT_ONLY:-}" ] && CANDIDATES=()
 for entry in "${CANDIDATES[@]}"; do
   name="${entry%%|*}"; flags="${entry#*|}"
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
   dir="$out/$name"
   if [ -f "$dir/$model/summary.json" ]; then echo "[sweep] $name: done before"; continue; fi
   rm -rf "$dir"
