@@ -2,7 +2,7 @@
 //! 16 grid positions stay in registers while every input channel and tap streams past, so each
 //! loaded input vector feeds 4 FMAs (a plain axpy feeds one and stores every result).
 
-use super::simd::has_avx512;
+use super::simd::{has_avx2_fma, has_avx512};
 use super::storage::num_like::NumLike;
 use std::any::TypeId;
 
@@ -57,6 +57,14 @@ pub fn shifted_conv<T: NumLike>(out: &mut [T], ostride: usize, len: usize, inp: 
             return;
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if fits && has_avx2_fma() {
+        if let (Some(o), Some(i), Some(w)) = (as_f32_mut(out), as_f32(inp), as_f32(wts)) {
+            // SAFETY: the CPU has AVX2 and FMA, and every access stays within the bounds checked above.
+            unsafe { avx2::shifted_conv(o.as_mut_ptr(), ostride, blocks, i.as_ptr(), cstride, cin, offs, w.as_ptr()) };
+            return;
+        }
+    }
     let _ = fits;
     shifted_conv_generic(out, ostride, len, inp, cstride, cin, offs, wts)
 }
@@ -103,6 +111,14 @@ pub fn shifted_dot<T: NumLike>(dw: &mut [T], dy: &[T], gstride: usize, len: usiz
         if let (Some(d), Some(g), Some(i)) = (as_f32_mut(dw), as_f32(dy), as_f32(inp)) {
             // SAFETY: as in `shifted_conv`.
             unsafe { avx512::shifted_dot(d, g.as_ptr(), gstride, blocks, i.as_ptr(), cstride, cin, offs) };
+            return;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if fits && has_avx2_fma() {
+        if let (Some(d), Some(g), Some(i)) = (as_f32_mut(dw), as_f32(dy), as_f32(inp)) {
+            // SAFETY: as in `shifted_conv`.
+            unsafe { avx2::shifted_dot(d, g.as_ptr(), gstride, blocks, i.as_ptr(), cstride, cin, offs) };
             return;
         }
     }
@@ -233,6 +249,152 @@ mod avx512 {
                 }
                 t0 += TB;
             }
+        }
+    }
+}
+
+/// The same kernels for CPUs with AVX2 and FMA but no AVX-512 (16 vector registers of 8 lanes):
+/// smaller register blocks, so that the accumulators never spill.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::CO;
+    use std::arch::x86_64::*;
+
+    const W: usize = 8;
+
+    /// [`super::shifted_conv`] for f32; `len` is a multiple of 32, so after blocks of 24
+    /// positions (12 accumulators) at most 16 are left.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn shifted_conv(out: *mut f32, ostride: usize, len: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize], wts: *const f32) {
+        let mut q = 0;
+        while q + 3 * W <= len {
+            block::<3>(out, ostride, q, inp, cstride, cin, offs, wts);
+            q += 3 * W;
+        }
+        while q < len {
+            block::<1>(out, ostride, q, inp, cstride, cin, offs, wts);
+            q += W;
+        }
+    }
+
+    /// Positions `q .. q + V·8` of all [`CO`] outputs.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block<const V: usize>(out: *mut f32, ostride: usize, q: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize], wts: *const f32) {
+        let taps = offs.len();
+        let mut a = [[_mm256_setzero_ps(); V]; CO];
+        for ci in 0..cin {
+            let chan = inp.add(ci * cstride + q);
+            let wrow = wts.add(ci * taps);
+            for (t, &off) in offs.iter().enumerate() {
+                let mut x = [_mm256_setzero_ps(); V];
+                for (v, xv) in x.iter_mut().enumerate() {
+                    *xv = _mm256_loadu_ps(chan.add(off + v * W));
+                }
+                for (co, acc) in a.iter_mut().enumerate() {
+                    let w = _mm256_broadcast_ss(&*wrow.add(co * cin * taps + t));
+                    for v in 0..V {
+                        acc[v] = _mm256_fmadd_ps(w, x[v], acc[v]);
+                    }
+                }
+            }
+        }
+        for (co, acc) in a.iter().enumerate() {
+            for (v, av) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(co * ostride + q + v * W), *av);
+            }
+        }
+    }
+
+    /// The eight lanes of `v` added up.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn sum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// [`super::shifted_dot`] for f32 (`len` is a multiple of 16): two taps at a time, so the
+    /// 8 accumulators, 4 gradient rows and the input vector fit in the 16 registers.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn shifted_dot(dw: &mut [f32], dy: *const f32, gstride: usize, len: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize]) {
+        const TB: usize = 2;
+        let taps = offs.len();
+        for ci in 0..cin {
+            let chan = inp.add(ci * cstride);
+            let mut t0 = 0;
+            while t0 < taps {
+                let nt = TB.min(taps - t0);
+                // A short last chunk re-reads tap t0; its second sums are dropped.
+                let o = [offs[t0], offs[t0 + 1.min(nt - 1)]];
+                let mut acc = [_mm256_setzero_ps(); CO * TB];
+                let mut q = 0;
+                while q < len {
+                    let d = [
+                        _mm256_loadu_ps(dy.add(q)),
+                        _mm256_loadu_ps(dy.add(gstride + q)),
+                        _mm256_loadu_ps(dy.add(2 * gstride + q)),
+                        _mm256_loadu_ps(dy.add(3 * gstride + q)),
+                    ];
+                    for tb in 0..TB {
+                        let x = _mm256_loadu_ps(chan.add(o[tb] + q));
+                        for co in 0..CO {
+                            acc[co * TB + tb] = _mm256_fmadd_ps(d[co], x, acc[co * TB + tb]);
+                        }
+                    }
+                    q += W;
+                }
+                for co in 0..CO {
+                    for tb in 0..nt {
+                        dw[(co * cin + ci) * taps + t0 + tb] += sum(acc[co * TB + tb]);
+                    }
+                }
+                t0 += TB;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    fn fill(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 7 + seed * 13) % 29) as f32 / 29.0 - 0.5).collect()
+    }
+
+    fn max_rel(got: &[f32], want: &[f32]) -> f32 {
+        let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+    }
+
+    /// Lengths that end on each tail of the AVX2 loops (24-wide blocks with 0, 8 or 16 left);
+    /// tap counts that leave a short last pair (1×1, 3×3, 5×5).
+    const CASES: [(usize, usize, usize); 5] = [(32, 3, 9), (64, 5, 1), (96, 2, 25), (256, 4, 9), (1024, 1, 9)];
+
+    #[test]
+    fn avx2_kernels_equal_the_generic_loops() {
+        if !crate::nn::ops::simd::has_avx2_fma() {
+            return; // nothing to compare on this CPU
+        }
+        for (len, cin, taps) in CASES {
+            let offs: Vec<usize> = (0..taps).map(|t| (t * 5) % 11).collect();
+            let cstride = len + 16;
+            let inp = fill((cin - 1) * cstride + 11 + len + BLOCK, 1);
+            let wts = fill(CO * cin * taps, 2);
+            let (mut want, mut got) = (vec![0f32; CO * len], vec![0f32; CO * len]);
+            shifted_conv_generic(&mut want, len, len, &inp, cstride, cin, &offs, &wts);
+            // SAFETY: AVX2 and FMA were detected; the buffers cover every access (as `fits` checks).
+            unsafe { avx2::shifted_conv(got.as_mut_ptr(), len, len, inp.as_ptr(), cstride, cin, &offs, wts.as_ptr()) };
+            assert!(max_rel(&got, &want) < 1e-5, "shifted_conv len {len} cin {cin} taps {taps}");
+
+            let dy = fill(CO * len, 3);
+            let (mut want, mut got) = (fill(CO * cin * taps, 4), fill(CO * cin * taps, 4));
+            shifted_dot_generic(&mut want, &dy, len, len, &inp, cstride, cin, &offs);
+            // SAFETY: as above.
+            unsafe { avx2::shifted_dot(&mut got, dy.as_ptr(), len, len, inp.as_ptr(), cstride, cin, &offs) };
+            assert!(max_rel(&got, &want) < 1e-5, "shifted_dot len {len} cin {cin} taps {taps}");
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Runs a kernel compiled for AVX-512 where the CPU has it: the default x86-64 target only
-//! allows SSE2, so plain loops would vectorise to 4 lanes.
+//! Runs a kernel compiled for AVX-512, or else for AVX2 + FMA, where the CPU has it: the
+//! default x86-64 target only allows SSE2, so plain loops would vectorise to 4 lanes without
+//! fused multiply-adds (AMD's Zen 3 and many Intel parts have AVX2 but no AVX-512).
 
 
 /// Whether the AVX-512 builds of the kernels may run here.
@@ -14,8 +15,21 @@ pub fn has_avx512() -> bool {
     }
 }
 
+/// Whether the AVX2 + FMA builds of the kernels may run here.
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Defines `$name`, which runs the `#[inline(always)]` generic function `$body` compiled
-/// for AVX-512 when the CPU has it, and as compiled for the baseline otherwise.
+/// for AVX-512 when the CPU has it, for AVX2 + FMA when it has those, and as compiled for the
+/// baseline otherwise.
 macro_rules! multiversion {
     ($vis:vis fn $name:ident<$T:ident>($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
         $crate::nn::ops::simd::multiversion!($vis fn $name<$T>($($arg: $ty),*) -> () => $body);
@@ -28,9 +42,17 @@ macro_rules! multiversion {
                 unsafe fn wide<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) -> $ret {
                     $body::<$T>($($arg),*)
                 }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2<$T: $crate::nn::ops::storage::num_like::NumLike>($($arg: $ty),*) -> $ret {
+                    $body::<$T>($($arg),*)
+                }
                 if $crate::nn::ops::simd::has_avx512() {
                     // SAFETY: the CPU was just found to support every enabled feature.
                     return unsafe { wide::<$T>($($arg),*) };
+                }
+                if $crate::nn::ops::simd::has_avx2_fma() {
+                    // SAFETY: as above.
+                    return unsafe { avx2::<$T>($($arg),*) };
                 }
             }
             $body::<$T>($($arg),*)
