@@ -43,13 +43,20 @@ impl ConvPlan {
 }
 
 /// Whether a dense conv product runs on the direct kernel of [`super::grouped_conv`] (as one
-/// group) instead of im2col + gemm. Measured with `op_bench --direct` on the model layers:
-/// the direct kernel wins on large maps with a spatial kernel, where a gemm with few output
-/// channels is dominated by packing its huge im2col operand; gemm wins on small maps and 1×1s.
-/// With AVX2 only (16 registers of 8 lanes, measured on a 2-core Zen 3, GMAC/s gemm → direct)
-/// the direct kernel keeps its lead for weight gradients (32→64 at 32×32 35 → 69, 64→64 at
-/// 16×16 28 → 53) but not for input gradients (3→32 k5 33 → 22), nor for forwards with 64 or
-/// more output channels (32→64 at 32×32 58 → 39; 32→32 35 → 38 stays direct).
+/// group) instead of im2col + gemm. Measured with `op_bench --filter dense [--direct]` on the
+/// model layers: the direct kernel wins on large maps with a spatial kernel, where a gemm with
+/// few output channels is dominated by packing its huge im2col operand; gemm wins on small
+/// maps and 1×1s. The rules differ per instruction set:
+/// - AVX-512 (2-core Zen 4): forwards at 32×32, input gradients from fewer than 32 channels
+///   on maps from 16×16, weight gradients on maps from 16×16.
+/// - AVX2 + FMA only (2-core Zen 3; GMAC/s gemm → direct, median of 3 interleaved runs on a
+///   host whose speed drifted by a third between runs): forwards at 32×32 (32→32 49 → 65,
+///   32→64 56 → 61), strided from 32×32 (32→64 35 → 55) and wherever fewer than 32 channels
+///   come out (DenseNet's 48→12 at 16×16 26 → 34; 64→64 at 16×16 52 → 48 stays gemm); input
+///   gradients at 32×32 from at most 32 channels (32→32 55 → 62, 64→16 42 → 48, 48→12
+///   32 → 48; 32→64 56 → 52 stays gemm); weight gradients on maps from 16×16 and wherever
+///   fewer than 32 channels come out (32→64 at 32×32 37 → 59, 64→64 at 16×16 33 → 45, 48→12
+///   at 8×8 11 → 17; 128→128 at 8×8 39 → 31 stays gemm).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Product {
     Forward,
@@ -61,11 +68,18 @@ pub fn use_direct(g: &ConvGeom, product: Product) -> bool {
     if g.k == 1 || g.groups != 1 {
         return false;
     }
-    let wide = has_avx512();
+    let plane = g.out_plane();
+    if has_avx512() {
+        return match product {
+            Product::Forward => plane >= 1024,
+            Product::InputGrad => plane >= 256 && g.cout < 32,
+            Product::WeightGrad => plane >= 256,
+        };
+    }
     match product {
-        Product::Forward => g.out_plane() >= 1024 && (wide || g.cout < 64),
-        Product::InputGrad => wide && g.out_plane() >= 256 && g.cout < 32,
-        Product::WeightGrad => g.out_plane() >= 256,
+        Product::Forward => plane >= 1024 || g.cout < 32 || (g.stride > 1 && plane >= 256),
+        Product::InputGrad => plane >= 1024 && g.cout <= 32,
+        Product::WeightGrad => plane >= 256 || g.cout < 32,
     }
 }
 
