@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Whole-epoch training speed, side by side on the real data: our `train` (seed recipe, one
 # epoch of the first IMAGES training images) and a PyTorch training loop over the same images
-# (benches/scripts/torch_epoch.py), alternating per model, ROUNDS times; the best round of each
-# side counts (other load only ever slows a round down). Needs .venv-torch
+# (benches/scripts/torch_epoch.py), alternating per model, ROUNDS times, the side that goes first
+# swapped every round (so a host whose speed drifts during a model's rounds favours neither);
+# the best round of each side counts (other load only ever slows a round down). Needs .venv-torch
 # (benches/scripts/make-torch-venv.sh) and a release build of `train`.
 #
 #   bash benches/scripts/epoch-compare.sh DATA_DIR [MODELS] [IMAGES] [ROUNDS]
@@ -41,8 +42,8 @@ printf '%-16s %12s %12s %7s\n' model "ours img/s" "torch img/s" ratio
 logsum=0; count=0
 for m in ${models//,/ }; do
     best_o=0; best_t=0
-    for _ in $(seq "$rounds"); do
-        o="$(ours "$m")"; t="$(torch "$m")"
+    for r in $(seq "$rounds"); do
+        if [ $((r % 2)) = 1 ]; then o="$(ours "$m")"; t="$(torch "$m")"; else t="$(torch "$m")"; o="$(ours "$m")"; fi
         best_o="$(python3 -c "print(max($best_o, $o))")"; best_t="$(python3 -c "print(max($best_t, $t))")"
     done
     ratio="$(python3 -c "print(f'{$best_o / $best_t:.2f}')")"

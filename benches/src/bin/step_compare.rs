@@ -7,9 +7,9 @@
 //! The table gives each side's GMAC/s against the f32 matmul ceiling measured in the same
 //! run (the gemm crate's and PyTorch's).
 //!
-//! Each model is timed here and then in PyTorch, `--rounds` times alternately, and the best
-//! round of each counts: on a shared machine other processes only ever slow a round down, and
-//! alternating exposes both sides to the same load.
+//! Each model is timed here and in PyTorch, `--rounds` times alternately (the side that goes
+//! first swapped every round), and the best round of each counts: on a shared machine other
+//! processes only ever slow a round down, and alternating exposes both sides to the same load.
 
 use anyhow::{bail, Context, Result};
 use cifar_benches::{set_threads, tune_runtime, TrainStep};
@@ -154,12 +154,13 @@ fn main() -> Result<()> {
     for m in &a.models {
         let (mut best_ours, mut best_torch) = (0f64, None::<f64>);
         for round in 0..a.rounds {
+            // The side that goes first swaps every round, so a drifting host favours neither.
+            let time_torch = || python.as_ref().map(|p| torch(p, m, &a)).transpose();
+            let torch_first = round % 2 == 1;
+            let t_first = if torch_first { time_torch()? } else { None };
             let r = ours(m, &a)?;
             best_ours = best_ours.max(r);
-            let t = match &python {
-                Some(p) => Some(torch(p, m, &a)?),
-                None => None,
-            };
+            let t = if torch_first { t_first } else { time_torch()? };
             if let Some(t) = t {
                 best_torch = Some(best_torch.unwrap_or(0.0).max(t));
             }
