@@ -32,28 +32,59 @@ fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
 
 fn forward<T: NumLike>(x: &[T], planes: usize, h: usize, w: usize, k: usize, kind: PoolKind) -> Vec<T> {
     let (ho, wo) = (h / k, w / k);
-    let inv = T::from_f64(1.0 / (k * k) as f64);
     let mut out = output_vec(planes * ho * wo);
     out.par_chunks_mut(ho * wo).enumerate().for_each(|(p, o)| {
         let plane = &x[p * h * w..(p + 1) * h * w];
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let mut acc = if kind == PoolKind::Max { T::NEG_INF } else { T::ZERO };
-                for dy in 0..k {
-                    let row = &plane[(oy * k + dy) * w + ox * k..][..k];
-                    for &v in row {
-                        acc = match kind {
-                            // `!(v <= acc)` also lets NaN through, as PyTorch propagates it.
-                            PoolKind::Max => if !(v <= acc) { v } else { acc },
-                            PoolKind::Avg => acc + v,
-                        };
-                    }
-                }
-                o[oy * wo + ox] = if kind == PoolKind::Avg { acc * inv } else { acc };
-            }
+        match (k, kind) {
+            (2, PoolKind::Max) => pool2_forward_plane(plane, h, w, o, max4),
+            (2, PoolKind::Avg) => pool2_forward_plane(plane, h, w, o, mean4),
+            _ => forward_plane(plane, h, w, k, kind, o),
         }
     });
     out
+}
+
+/// [`forward`] on one plane, any window.
+fn forward_plane<T: NumLike>(plane: &[T], h: usize, w: usize, k: usize, kind: PoolKind, o: &mut [T]) {
+    let (ho, wo) = (h / k, w / k);
+    let inv = T::from_f64(1.0 / (k * k) as f64);
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let mut acc = if kind == PoolKind::Max { T::NEG_INF } else { T::ZERO };
+            for dy in 0..k {
+                let row = &plane[(oy * k + dy) * w + ox * k..][..k];
+                for &v in row {
+                    acc = match kind {
+                        // `!(v <= acc)` also lets NaN through, as PyTorch propagates it.
+                        PoolKind::Max => if !(v <= acc) { v } else { acc },
+                        PoolKind::Avg => acc + v,
+                    };
+                }
+            }
+            o[oy * wo + ox] = if kind == PoolKind::Avg { acc * inv } else { acc };
+        }
+    }
+}
+
+/// [`forward`] of a 2×2 pool on one plane (every pool of the seven models): two input rows at a
+/// time and no per-window slicing or kind dispatch. `window` reduces the four values in the
+/// general loop's order, so ties, NaN, -inf and rounding come out the same.
+fn pool2_forward_plane<T: NumLike>(plane: &[T], h: usize, w: usize, o: &mut [T], window: impl Fn([T; 4]) -> T) {
+    let (ho, wo) = (h / 2, w / 2);
+    for (oy, out) in o.chunks_exact_mut(wo).take(ho).enumerate() {
+        let (r0, r1) = (&plane[2 * oy * w..][..2 * wo], &plane[(2 * oy + 1) * w..][..2 * wo]);
+        for ((y, a), b) in out.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+            *y = window([a[0], a[1], b[0], b[1]]);
+        }
+    }
+}
+
+fn max4<T: NumLike>(v: [T; 4]) -> T {
+    v.into_iter().fold(T::NEG_INF, |acc, v| if !(v <= acc) { v } else { acc })
+}
+
+fn mean4<T: NumLike>(v: [T; 4]) -> T {
+    v.into_iter().fold(T::ZERO, |acc, v| acc + v) * T::from_f64(0.25)
 }
 
 fn backward<T: NumLike>(x: &[T], g: &[T], planes: usize, h: usize, w: usize, k: usize, kind: PoolKind) -> Vec<T> {
@@ -61,10 +92,10 @@ fn backward<T: NumLike>(x: &[T], g: &[T], planes: usize, h: usize, w: usize, k: 
     let mut dx = output_vec(planes * h * w);
     dx.par_chunks_mut(h * w).enumerate().for_each(|(p, d)| {
         let (plane, gp) = (&x[p * h * w..][..h * w], &g[p * ho * wo..][..ho * wo]);
-        if k == 2 && kind == PoolKind::Max {
-            max_pool2_backward_plane(plane, gp, h, w, d);
-        } else {
-            backward_plane(plane, gp, h, w, k, kind, d);
+        match (k, kind) {
+            (2, PoolKind::Max) => max_pool2_backward_plane(plane, gp, h, w, d),
+            (2, PoolKind::Avg) => avg_pool2_backward_plane(gp, h, w, d),
+            _ => backward_plane(plane, gp, h, w, k, kind, d),
         }
     });
     dx
@@ -122,6 +153,24 @@ fn max_pool2_backward_plane<T: NumLike>(plane: &[T], gp: &[T], h: usize, w: usiz
             }
             let pick = |i: usize| if at == i { go } else { T::ZERO };
             (d0[2 * ox], d0[2 * ox + 1], d1[2 * ox], d1[2 * ox + 1]) = (pick(0), pick(1), pick(2), pick(3));
+        }
+        // An odd width leaves a last column outside every window.
+        d0[2 * wo..].fill(T::ZERO);
+        d1[2 * wo..].fill(T::ZERO);
+    }
+    d[2 * ho * w..].fill(T::ZERO);
+}
+
+/// [`backward`] of a 2×2 average pool on one plane: each window's four positions get a quarter
+/// of its gradient, written once (no zeroing pass for the covered positions).
+fn avg_pool2_backward_plane<T: NumLike>(gp: &[T], h: usize, w: usize, d: &mut [T]) {
+    let (ho, wo) = (h / 2, w / 2);
+    let quarter = T::from_f64(0.25);
+    for oy in 0..ho {
+        let (d0, d1) = d[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+        for (ox, &go) in gp[oy * wo..][..wo].iter().enumerate() {
+            let v = go * quarter;
+            (d0[2 * ox], d0[2 * ox + 1], d1[2 * ox], d1[2 * ox + 1]) = (v, v, v, v);
         }
         // An odd width leaves a last column outside every window.
         d0[2 * wo..].fill(T::ZERO);
@@ -195,11 +244,11 @@ impl CustomOp2 for Pool2dBackward {
 mod tests {
     use super::*;
 
-    /// The 2×2 max-pool backward equals the general loop where the rule matters: ties (the
-    /// first maximum in scan order wins), NaN (it wins, as PyTorch propagates it), -inf, and
-    /// odd sizes (the uncovered last row and column get zero).
+    /// The 2×2 pools equal the general loops where the rule matters: ties (the first maximum
+    /// in scan order wins), NaN (it wins, as PyTorch propagates it), -inf, signed zeros, and odd
+    /// sizes (the uncovered last row and column get zero gradient).
     #[test]
-    fn the_2x2_max_pool_backward_equals_the_general_loop() {
+    fn the_2x2_pools_equal_the_general_loops() {
         for (h, w) in [(4, 4), (5, 7), (6, 3), (2, 2)] {
             let vals = [1.0, 1.0, f64::NAN, -1.0, 2.0, f64::NEG_INFINITY, 2.0, 0.5, -0.0, 0.0];
             let plane: Vec<f64> = (0..h * w).map(|i| vals[(i * 7 + i / 3) % vals.len()]).collect();
@@ -207,7 +256,19 @@ mod tests {
             let (mut fast, mut general) = (vec![f64::NAN; h * w], vec![f64::NAN; h * w]);
             max_pool2_backward_plane(&plane, &gp, h, w, &mut fast);
             backward_plane(&plane, &gp, h, w, 2, PoolKind::Max, &mut general);
-            assert_eq!(fast, general, "{h}x{w}: {plane:?}");
+            assert_eq!(fast, general, "max backward {h}x{w}: {plane:?}");
+            let (mut fast, mut general) = (vec![f64::NAN; h * w], vec![f64::NAN; h * w]);
+            avg_pool2_backward_plane(&gp, h, w, &mut fast);
+            backward_plane(&plane, &gp, h, w, 2, PoolKind::Avg, &mut general);
+            assert_eq!(fast, general, "avg backward {h}x{w}");
+            // Bit patterns, so NaN results and zero signs compare too.
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for (kind, window) in [(PoolKind::Max, max4 as fn([f64; 4]) -> f64), (PoolKind::Avg, mean4)] {
+                let (mut fast, mut general) = (vec![0.0; gp.len()], vec![0.0; gp.len()]);
+                pool2_forward_plane(&plane, h, w, &mut fast, window);
+                forward_plane(&plane, h, w, 2, kind, &mut general);
+                assert_eq!(bits(&fast), bits(&general), "{kind:?} forward {h}x{w}: {plane:?}");
+            }
         }
     }
 }
