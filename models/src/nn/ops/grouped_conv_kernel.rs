@@ -370,7 +370,7 @@ mod tests {
     }
 
     /// Several lengths (whole blocks of 32, as the callers pad to) and input channel counts;
-    /// tap counts that leave short last chunks (1×1, 3×3, 5×5, 2×2).
+    /// tap counts with and without a short last chunk of taps (1×1, 2×2, 3×3, 5×5).
     const CASES: [(usize, usize, usize); 6] = [(32, 3, 9), (64, 5, 1), (96, 2, 25), (256, 4, 9), (1024, 1, 9), (64, 2, 4)];
 
     #[test]

@@ -55,8 +55,7 @@ fn forward_plane<T: NumLike>(plane: &[T], h: usize, w: usize, k: usize, kind: Po
                 let row = &plane[(oy * k + dy) * w + ox * k..][..k];
                 for &v in row {
                     acc = match kind {
-                        // `!(v <= acc)` also lets NaN through, as PyTorch propagates it.
-                        PoolKind::Max => if !(v <= acc) { v } else { acc },
+                        PoolKind::Max => max_step(acc, v),
                         PoolKind::Avg => acc + v,
                     };
                 }
@@ -79,8 +78,14 @@ fn pool2_forward_plane<T: NumLike>(plane: &[T], h: usize, w: usize, o: &mut [T],
     }
 }
 
+/// The running maximum of a window after `v`: `!(v <= acc)` also lets NaN through, as PyTorch
+/// propagates it.
+fn max_step<T: NumLike>(acc: T, v: T) -> T {
+    if !(v <= acc) { v } else { acc }
+}
+
 fn max4<T: NumLike>(v: [T; 4]) -> T {
-    v.into_iter().fold(T::NEG_INF, |acc, v| if !(v <= acc) { v } else { acc })
+    v.into_iter().fold(T::NEG_INF, max_step)
 }
 
 fn mean4<T: NumLike>(v: [T; 4]) -> T {
