@@ -10,13 +10,16 @@ with `--tta flip` therefore gives the `flip` and the `flip-translate` accuracies
 weights without retraining. The validation split is the trainer's (the seed's numpy shuffle with
 seed 42, the first 5,000 indices); the test set is never read, so the result may choose a recipe.
 """
-import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-VAL_SIZE, SPLIT_SEED, RECORD = 5000, 42, 3073
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from onnx_accuracy import RECORD, normalised  # noqa: E402  (the record layout and normalisation, written once)
+
+VAL_SIZE, SPLIT_SEED = 5000, 42
 
 
 def validation_split(data_dir):
@@ -26,7 +29,7 @@ def validation_split(data_dir):
     order = np.arange(len(records))
     np.random.shuffle(order)
     val = records[order[:VAL_SIZE]]
-    return val[:, 0].astype(np.int64), val[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255
+    return val[:, 0].astype(np.int64), val[:, 1:].reshape(-1, 3, 32, 32)
 
 
 def moved(x):
@@ -47,9 +50,7 @@ def main():
     for path in sys.argv[2:]:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         meta = session.get_modelmeta().custom_metadata_map
-        mean = np.array(json.loads(meta["cifar.mean"]), np.float32)[None, :, None, None]
-        std = np.array(json.loads(meta["cifar.std"]), np.float32)[None, :, None, None]
-        x = (pixels - mean) / std
+        x = normalised(pixels, meta)
         own = logits(session, x)
         with_moved = (own + logits(session, moved(x))) / 2
         acc = lambda z: 100 * np.mean(z.argmax(1) == labels)
