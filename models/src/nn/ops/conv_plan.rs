@@ -52,7 +52,9 @@ impl ConvPlan {
 /// - AVX2 + FMA only (2-core Zen 3; GMAC/s gemm → direct, median of 3 interleaved runs on a
 ///   host whose speed drifted by a third between runs): forwards at 32×32 (32→32 49 → 65,
 ///   32→64 56 → 61), strided from 32×32 (32→64 35 → 55) and wherever fewer than 32 channels
-///   come out (DenseNet's 48→12 at 16×16 26 → 34; 64→64 at 16×16 52 → 48 stays gemm); input
+///   come out (DenseNet's 48→12 at 16×16 26 → 34); since the kernel's 3×3 path unrolls its
+///   taps (`grouped_conv_kernel::grid3x3`), also at 16×16 (64→64 55 → 69, four interleaved
+///   pairs; 128→128 at 8×8 48 → 47 stays gemm); input
 ///   gradients at 32×32 from at most 32 channels (32→32 55 → 62, 64→16 42 → 48, 48→12
 ///   32 → 48; 32→64 56 → 52 stays gemm); weight gradients on maps from 16×16 and wherever
 ///   fewer than 32 channels come out (32→64 at 32×32 37 → 59, 64→64 at 16×16 33 → 45, 48→12
@@ -77,7 +79,7 @@ pub fn use_direct(g: &ConvGeom, product: Product) -> bool {
         };
     }
     match product {
-        Product::Forward => plane >= 1024 || g.cout < 32 || (g.stride > 1 && plane >= 256),
+        Product::Forward => plane >= 256 || g.cout < 32,
         Product::InputGrad => plane >= 1024 && g.cout <= 32,
         Product::WeightGrad => plane >= 256 || g.cout < 32,
     }

@@ -69,6 +69,19 @@ pub fn shifted_conv<T: NumLike>(out: &mut [T], ostride: usize, len: usize, inp: 
     shifted_conv_generic(out, ostride, len, inp, cstride, cin, offs, wts)
 }
 
+/// `offs` as the nine taps of a 3×3 kernel over rows `rs` apart, `base + r·rs + c` for
+/// `(r, c)` in reading order or (the input gradient's) backwards: `(base, rs, backwards)`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn grid3x3(offs: &[usize]) -> Option<(usize, usize, bool)> {
+    if offs.len() != 9 {
+        return None;
+    }
+    let rev = offs[0] > offs[8];
+    let at = |j: usize| if rev { offs[8 - j] } else { offs[j] };
+    let (base, rs) = (at(0), at(3).checked_sub(at(0))?);
+    (0..9).all(|j| at(j) == base + (j / 3) * rs + j % 3).then_some((base, rs, rev))
+}
+
 #[inline(always)]
 fn shifted_conv_generic<T: NumLike>(out: &mut [T], ostride: usize, len: usize, inp: &[T], cstride: usize, cin: usize, offs: &[usize], wts: &[T]) {
     let taps = offs.len();
@@ -268,10 +281,50 @@ mod avx2 {
     /// inside the loop: a store-to-load chain on every FMA of it, half the speed.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn shifted_conv(out: *mut f32, ostride: usize, len: usize, inp: *const f32, cstride: usize, cin: usize, offs: &[usize], wts: *const f32) {
+        let grid = super::grid3x3(offs);
         let mut q = 0;
         while q < len {
-            block::<2>(out, ostride, q, inp, cstride, cin, offs, wts);
+            match grid {
+                Some((base, rs, false)) => block3x3::<2, false>(out, ostride, q, inp.add(base), cstride, cin, rs, wts),
+                Some((base, rs, true)) => block3x3::<2, true>(out, ostride, q, inp.add(base), cstride, cin, rs, wts),
+                None => block::<2>(out, ostride, q, inp, cstride, cin, offs, wts),
+            }
             q += 2 * W;
+        }
+    }
+
+    /// [`block`] for the taps of a 3×3 kernel on rows `rs` apart ([`super::grid3x3`]; `REV`:
+    /// listed backwards): the nine offsets become address arithmetic the compiler unrolls,
+    /// instead of a loop that loads each offset from `offs`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block3x3<const V: usize, const REV: bool>(out: *mut f32, ostride: usize, q: usize, inp: *const f32, cstride: usize, cin: usize, rs: usize, wts: *const f32) {
+        let mut a = [[_mm256_setzero_ps(); V]; CO];
+        let per_co = cin * 9;
+        for ci in 0..cin {
+            let chan = inp.add(ci * cstride + q);
+            let wrow = wts.add(ci * 9);
+            for r in 0..3 {
+                let row = chan.add(r * rs);
+                for c in 0..3 {
+                    let t = if REV { 8 - (3 * r + c) } else { 3 * r + c };
+                    let mut x = [_mm256_setzero_ps(); V];
+                    for (v, xv) in x.iter_mut().enumerate() {
+                        *xv = _mm256_loadu_ps(row.add(c + v * W));
+                    }
+                    for (co, acc) in a.iter_mut().enumerate() {
+                        let w = _mm256_broadcast_ss(&*wrow.add(co * per_co + t));
+                        for v in 0..V {
+                            acc[v] = _mm256_fmadd_ps(w, x[v], acc[v]);
+                        }
+                    }
+                }
+            }
+        }
+        for (co, acc) in a.iter().enumerate() {
+            for (v, av) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(co * ostride + q + v * W), *av);
+            }
         }
     }
 
@@ -395,6 +448,35 @@ mod tests {
             // SAFETY: as above.
             unsafe { avx2::shifted_dot(&mut got, dy.as_ptr(), len, len, inp.as_ptr(), cstride, cin, &offs) };
             assert!(max_rel(&got, &want) < 1e-5, "shifted_dot len {len} cin {cin} taps {taps}");
+        }
+    }
+
+    /// The unrolled 3×3 path of the AVX2 forward, taps in reading order (forward) and backwards
+    /// (input gradient), against the generic loop; offsets that only look like a grid do not
+    /// take it.
+    #[test]
+    fn avx2_3x3_grid_path_equals_the_generic_loop() {
+        assert_eq!(grid3x3(&[5, 6, 7, 39, 40, 41, 73, 74, 75]), Some((5, 34, false)));
+        assert_eq!(grid3x3(&[70, 69, 68, 36, 35, 34, 2, 1, 0]), Some((0, 34, true)));
+        assert_eq!(grid3x3(&[0, 1, 2, 34, 35, 36, 68, 69, 71]), None);
+        assert_eq!(grid3x3(&[0, 1, 2, 3]), None);
+        if !crate::nn::ops::simd::has_avx2_fma() {
+            return;
+        }
+        for (len, cin, rs, rev) in [(64, 3, 18, false), (256, 5, 34, false), (96, 2, 10, true), (1088, 4, 34, true)] {
+            let mut offs: Vec<usize> = (0..9).map(|t| 3 + (t / 3) * rs + t % 3).collect();
+            if rev {
+                offs.reverse();
+            }
+            assert!(grid3x3(&offs).is_some());
+            let cstride = len + 3 * rs + BLOCK;
+            let inp = fill(cin * cstride + BLOCK, 5);
+            let wts = fill(CO * cin * 9, 6);
+            let (mut want, mut got) = (vec![0f32; CO * len], vec![0f32; CO * len]);
+            shifted_conv_generic(&mut want, len, len, &inp, cstride, cin, &offs, &wts);
+            // SAFETY: AVX2 and FMA were detected; the buffers cover every access.
+            unsafe { avx2::shifted_conv(got.as_mut_ptr(), len, len, inp.as_ptr(), cstride, cin, &offs, wts.as_ptr()) };
+            assert!(max_rel(&got, &want) < 1e-5, "3x3 len {len} cin {cin} rs {rs} rev {rev}");
         }
     }
 }
