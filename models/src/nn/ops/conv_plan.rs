@@ -47,8 +47,15 @@ impl ConvPlan {
 /// model layers: the direct kernel wins on large maps with a spatial kernel, where a gemm with
 /// few output channels is dominated by packing its huge im2col operand; gemm wins on small
 /// maps and 1×1s. The rules differ per instruction set:
-/// - AVX-512 (2-core Zen 4): forwards at 32×32, input gradients from fewer than 32 channels
-///   on maps from 16×16, weight gradients on maps from 16×16.
+/// - AVX-512 (2-core Zen 4, Genoa; GMAC/s gemm → direct, three interleaved pairs on a steady
+///   host, 2026-12-07): forwards on maps from 16×16 (32→32 at 32×32 74 → 95, 64→64 at 16×16
+///   78 → 94, strided 32→64 56 → 73–81; 128→128 at 8×8 80 → 73 stays gemm) and wherever fewer
+///   than 32 channels come out (DenseNet's 48→12 at 8×8 24 → 54); input gradients wherever
+///   fewer than 32 channels come out (48→12 at 8×8 37 → 44, 64→16 at 32×32 61 → 82) and at
+///   32×32 from 32 (32→32 77 → 86; 32→64 89 → 89 stays gemm, 64→64 at 16×16 87 → 77 too);
+///   weight gradients on maps from 16×16 (32→32 at 32×32 42 → 90, 64→64 at 16×16 55 → 77;
+///   128→128 at 8×8 58 → 50 stays gemm) and wherever fewer than 32 channels come out (48→12
+///   at 8×8 15 → 40).
 /// - AVX2 + FMA only (2-core Zen 3; GMAC/s gemm → direct, median of 3 interleaved runs on a
 ///   host whose speed drifted by a third between runs): forwards at 32×32 (32→32 49 → 65,
 ///   32→64 56 → 61), strided from 32×32 (32→64 35 → 55) and wherever fewer than 32 channels
@@ -73,9 +80,8 @@ pub fn use_direct(g: &ConvGeom, product: Product) -> bool {
     let plane = g.out_plane();
     if has_avx512() {
         return match product {
-            Product::Forward => plane >= 1024,
-            Product::InputGrad => plane >= 256 && g.cout < 32,
-            Product::WeightGrad => plane >= 256,
+            Product::Forward | Product::WeightGrad => plane >= 256 || g.cout < 32,
+            Product::InputGrad => g.cout < 32 || (plane >= 1024 && g.cout <= 32),
         };
     }
     match product {
