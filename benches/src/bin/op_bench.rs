@@ -1,13 +1,14 @@
 //! Per-op throughput of the CPU conv kernels on the layer shapes the seven models use, at
 //! batch 128 (or `--batch`): GMAC/s of forward, input gradient and weight gradient. Dense
 //! layers run im2col + gemm, or with `--direct` the direct kernel, whichever the models
-//! would pick (`nn::ops::conv_plan::use_direct`).
+//! would pick (`nn::ops::conv_plan::use_direct`), or with `--channel` the channel-vectorised
+//! kernel of `nn::ops::channel_conv` (3×3 stride-1 layers with whole blocks of 32 channels).
 //!
-//!     cargo run --release -p cifar-benches --bin op_bench -- [--batch 128] [--iters 5] [--filter dense|grouped]
+//!     cargo run --release -p cifar-benches --bin op_bench -- [--batch 128] [--iters 5] [--filter dense|grouped] [--only TEXT] [--direct|--channel]
 
 use cifar_models::nn::ops::conv2d_backward::{input_grad_gemm, weight_grad_gemm};
 use cifar_models::nn::ops::conv_geom::ConvGeom;
-use cifar_models::nn::ops::{conv2d, grouped_conv};
+use cifar_models::nn::ops::{channel_conv, conv2d, grouped_conv};
 use std::time::Instant;
 
 /// (cin, cout, k, stride, h, groups)
@@ -17,6 +18,8 @@ const LAYERS: &[(usize, usize, usize, usize, usize, usize)] = &[
     (32, 64, 3, 1, 32, 1),
     (64, 64, 3, 1, 16, 1),
     (128, 128, 3, 1, 8, 1),
+    (128, 256, 3, 1, 8, 1),
+    (64, 128, 3, 1, 16, 1),
     (256, 256, 3, 1, 4, 1),
     (32, 64, 3, 2, 32, 1),
     (64, 16, 1, 1, 16, 1),
@@ -79,7 +82,16 @@ fn main() -> candle_core::Result<()> {
         let dy = fill(n * cout * g.out_plane(), 4);
         let gmac = g.macs() as f64 / 1e9;
         // `--direct`: dense layers through the direct kernel too, to compare with gemm.
-        let (tf, tx, tw) = if grouped || args.iter().any(|a| a == "--direct") {
+        let (tf, tx, tw) = if args.iter().any(|a| a == "--channel") {
+            if !(k == 3 && s == 1 && !grouped && cout % 32 == 0 && cin % 32 == 0 && h % 8 == 0) {
+                continue;
+            }
+            (
+                time(iters, || drop(channel_conv::forward(&x, &w, &b, &g))),
+                time(iters, || drop(channel_conv::input_grad(&dy, &w, &g))),
+                time(iters, || drop(channel_conv::weight_grad(&x, &dy, &g))),
+            )
+        } else if grouped || args.iter().any(|a| a == "--direct") {
             (
                 time(iters, || drop(grouped_conv::forward(&x, &w, &b, &g))),
                 time(iters, || drop(grouped_conv::input_grad(&dy, &w, &g))),

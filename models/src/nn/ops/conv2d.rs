@@ -6,6 +6,7 @@
 //! candle 0.11's own conv2d backward runs the input gradient through a naive
 //! `conv_transpose2d`; this op keeps all three products on the gemm crate.
 
+use super::channel_conv;
 use super::conv2d_backward::backward;
 use super::conv_geom::ConvGeom;
 use super::conv_plan::{use_direct, ConvPlan, Product};
@@ -72,6 +73,9 @@ pub fn forward_any<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Res
 
 /// `y = conv(x, w) + b` for a whole batch of a dense conv.
 pub fn forward<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    if channel_conv::applies::<T>(g, Product::Forward) {
+        return Ok(channel_conv::forward(x, w, bias, g));
+    }
     if use_direct(g, Product::Forward) {
         return Ok(grouped_conv::forward(x, w, bias, g));
     }

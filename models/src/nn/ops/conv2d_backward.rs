@@ -2,6 +2,7 @@
 //! col2im, or the direct kernel), weight (one gemm per chunk, summed, or the direct kernel),
 //! bias (a channel sum). The gemm paths walk the batch in the same chunks as the forward.
 
+use super::channel_conv;
 use super::conv_geom::ConvGeom;
 use super::conv_plan::{use_direct, weight_grad_transposes_col, ConvPlan, Product};
 use super::grouped_conv;
@@ -163,6 +164,9 @@ pub fn weight_grad_any<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Vec
 
 /// `dx` of a dense conv.
 pub fn input_grad<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    if channel_conv::applies::<T>(g, Product::InputGrad) {
+        return Ok(channel_conv::input_grad(dy, w, g));
+    }
     if use_direct(g, Product::InputGrad) {
         return Ok(grouped_conv::input_grad(dy, w, g));
     }
@@ -204,6 +208,9 @@ pub fn input_grad_gemm<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec
 
 /// `dw` of a dense conv.
 pub fn weight_grad<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    if channel_conv::applies::<T>(g, Product::WeightGrad) {
+        return Ok(channel_conv::weight_grad(x, dy, g));
+    }
     if use_direct(g, Product::WeightGrad) {
         return Ok(grouped_conv::weight_grad(x, dy, g));
     }

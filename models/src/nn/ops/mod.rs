@@ -4,6 +4,8 @@
 
 pub mod batch_norm;
 pub mod batch_norm_backward;
+pub mod channel_conv;
+mod channel_conv_kernel;
 pub mod conv2d;
 pub mod conv2d_backward;
 pub mod conv_bn;
