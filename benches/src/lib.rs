@@ -92,5 +92,8 @@ pub fn this_cpu() -> String {
     if !has.is_empty() {
         s += &format!(", {}", has.join(" "));
     }
+    if let Ok(cap) = std::env::var("CIFAR_SIMD") {
+        s += &format!("; our kernels capped at CIFAR_SIMD={cap}");
+    }
     s
 }

@@ -102,6 +102,9 @@ fn dense_conv_matches_candle_on_model_shapes() -> Result<()> {
         conv_case(4, conv_spec(64, 128, 3, 1, 1), 2, 2, dtype)?; // tiny maps
         conv_case(4, conv_spec(24, 12, 3, 1, 1), 16, 16, dtype)?; // direct input and weight gradients
         conv_case(2, conv_spec(32, 64, 1, 1, 1), 1, 1, dtype)?; // 1x1 maps
+        conv_case(4, conv_spec(32, 64, 3, 1, 1), 8, 8, dtype)?; // channel-vectorised (f32 on AVX-512)
+        conv_case(3, conv_spec(64, 32, 3, 1, 1), 16, 16, dtype)?; // the same, one block of outputs
+        conv_case(2, conv_spec(16, 32, 3, 1, 1), 8, 8, dtype)?; // the same, dx elsewhere (16 inputs)
     }
     Ok(())
 }
@@ -262,6 +265,7 @@ fn fused_conv_batch_norm_matches_the_two_layers() -> Result<()> {
             conv_bn_case(6, conv_spec(16, 24, 3, 2, 1), 9, relu, dtype)?;
             conv_bn_case(6, conv_spec(16, 8, 1, 1, 1), 7, relu, dtype)?;
             conv_bn_case(3, conv_spec(32, 32, 3, 2, 8), 8, relu, dtype)?; // grouped
+            conv_bn_case(3, conv_spec(32, 32, 3, 1, 1), 8, relu, dtype)?; // channel-vectorised (f32 on AVX-512)
         }
     }
     // Running statistics move exactly as with the layers apart.

@@ -62,6 +62,7 @@ fn main() -> candle_core::Result<()> {
     if args.iter().any(|a| a == "--bn") {
         return batch_norm(n, iters);
     }
+    println!("CPU: {}", cifar_benches::this_cpu());
     println!("{:<34} {:>8} {:>10} {:>10} {:>10}", "layer (batch)", "GMAC", "fwd", "dx", "dw");
     for &(cin, cout, k, s, h, groups) in LAYERS {
         let grouped = groups > 1;

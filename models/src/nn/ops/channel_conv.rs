@@ -13,23 +13,35 @@ use super::channel_conv_kernel::{conv_segment, dot_plane, COB, R, TAPS};
 use super::conv_geom::ConvGeom;
 use super::conv_plan::Product;
 use super::scratch::{Pooled, Scratch};
-use super::simd::has_avx512;
+use super::simd::{has_avx2_fma, has_avx512};
 use super::storage::{num_like::NumLike, output_vec};
 use rayon::prelude::*;
 use std::any::TypeId;
 
-/// Whether a product of this conv runs here: f32 on a CPU with AVX-512 (elsewhere the generic
-/// loops would lose to the gemm), a 3×3 kernel with stride 1 and padding 1, rows in whole
-/// blocks of [`R`], channels in whole blocks of [`COB`].
+/// Whether a product of this conv runs here: f32 on a CPU with AVX-512 or AVX2 + FMA
+/// (elsewhere the generic loops would lose to the gemm), a 3×3 kernel with stride 1 and
+/// padding 1, rows in whole blocks of [`R`], channels in whole blocks of [`COB`].
+///
+/// Measured with `op_bench --filter dense --only "k3 s1" [--direct|--channel]` on a 2-core
+/// Zen 4 (GMAC/s gemm / direct / here, 2026-12-07): forward 128→128 at 8×8 69 / 72 / 107,
+/// 64→128 at 16×16 75 / 91 / 102, 32→64 at 32×32 88 / 99 / 101; input gradient 82 / 54 / 104,
+/// 87 / 74 / 103, 90 / 88 / 102; weight gradient 48 / 48 / 95, 59 / 78 / 94, 60 / 93 / 92.
+/// With `CIFAR_SIMD=avx2` (our kernels on AVX2, the gemm crate still AVX-512) the same layers
+/// ran 68 / 60 / 97, 80 / 79 / 89, 80 / 84 / 87 forward, 77 / 44 / 99, 85 / 54 / 95,
+/// 77 / 60 / 90 input gradient, 35 / 43 / 87, 62 / 66 / 77 weight gradient; but at 32×32 the
+/// AVX2 direct weight gradient stays ahead (32→32 91 against 65 here, 32→64 74 against 73),
+/// so on AVX2 the 32×32 weight gradients keep [`super::conv_plan`]'s choice.
 pub fn applies<T: NumLike>(g: &ConvGeom, product: Product) -> bool {
     let blocked = match product {
         Product::Forward | Product::WeightGrad => g.cout,
         Product::InputGrad => g.cin,
     };
-    TypeId::of::<T>() == TypeId::of::<f32>()
-        && has_avx512()
-        && fits(g)
-        && blocked % COB == 0
+    let simd = if has_avx512() {
+        true
+    } else {
+        has_avx2_fma() && !(product == Product::WeightGrad && g.in_plane() >= 1024)
+    };
+    TypeId::of::<T>() == TypeId::of::<f32>() && simd && fits(g) && blocked % COB == 0
 }
 
 /// The geometry this module computes, whatever the CPU.
@@ -205,6 +217,9 @@ mod tests {
         assert!(!applies::<f32>(&g(128, 128, 3, 2, 8), Product::Forward));
         assert!(!applies::<f32>(&g(48, 12, 3, 1, 8), Product::Forward));
         assert!(!applies::<f32>(&g(12, 64, 3, 1, 8), Product::InputGrad));
-        assert_eq!(applies::<f32>(&g(128, 256, 3, 1, 8), Product::WeightGrad), has_avx512());
+        let simd = has_avx512() || has_avx2_fma();
+        assert_eq!(applies::<f32>(&g(128, 256, 3, 1, 8), Product::WeightGrad), simd);
+        assert_eq!(applies::<f32>(&g(32, 32, 3, 1, 32), Product::InputGrad), simd);
+        assert_eq!(applies::<f32>(&g(32, 32, 3, 1, 32), Product::WeightGrad), has_avx512());
     }
 }

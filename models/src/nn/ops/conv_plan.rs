@@ -44,7 +44,7 @@ impl ConvPlan {
 
 /// Whether a dense conv product runs on the direct kernel of [`super::grouped_conv`] (as one
 /// group) instead of im2col + gemm, for the convs [`super::channel_conv`] does not take (it
-/// goes first: 3×3 with stride 1 and whole blocks of 32 channels, on AVX-512). Measured with `op_bench --filter dense [--direct]` on the
+/// goes first: 3×3 with stride 1 and whole blocks of 32 channels, see `channel_conv::applies`). Measured with `op_bench --filter dense [--direct]` on the
 /// model layers: the direct kernel wins on large maps with a spatial kernel, where a gemm with
 /// few output channels is dominated by packing its huge im2col operand; gemm wins on small
 /// maps and 1×1s. The rules differ per instruction set:

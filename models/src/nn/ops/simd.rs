@@ -3,11 +3,24 @@
 //! fused multiply-adds (AMD's Zen 3 and many Intel parts have AVX2 but no AVX-512).
 
 
+/// The widest instruction set our kernels may use (2 AVX-512, 1 AVX2 + FMA, 0 baseline), from
+/// `CIFAR_SIMD=avx2|baseline`: to measure and test the narrower builds on a wider CPU. Only our
+/// kernels follow it; the gemm crate picks its own.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn simd_cap() -> u8 {
+    static CAP: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("CIFAR_SIMD").as_deref() {
+        Ok("avx2") => 1,
+        Ok("baseline") => 0,
+        _ => 2,
+    })
+}
+
 /// Whether the AVX-512 builds of the kernels may run here.
 pub fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
+        simd_cap() >= 2 && std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -19,7 +32,7 @@ pub fn has_avx512() -> bool {
 pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        simd_cap() >= 1 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
