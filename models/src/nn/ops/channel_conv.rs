@@ -13,10 +13,9 @@ use super::channel_conv_kernel::{conv_segment, dot_plane, COB, R, TAPS};
 use super::conv_geom::ConvGeom;
 use super::conv_plan::Product;
 use super::scratch::{Pooled, Scratch};
-use super::simd::{has_avx2_fma, has_avx512};
+use super::simd::{has_avx2_fma, has_avx512, is_f32};
 use super::storage::{num_like::NumLike, output_vec};
 use rayon::prelude::*;
-use std::any::TypeId;
 
 /// Whether a product of this conv runs here: f32 on a CPU with AVX-512 or AVX2 + FMA
 /// (elsewhere the generic loops would lose to the gemm), a 3×3 kernel with stride 1 and
@@ -41,7 +40,7 @@ pub fn applies<T: NumLike>(g: &ConvGeom, product: Product) -> bool {
     } else {
         has_avx2_fma() && !(product == Product::WeightGrad && g.in_plane() >= 1024)
     };
-    TypeId::of::<T>() == TypeId::of::<f32>() && simd && fits(g) && blocked % COB == 0
+    is_f32::<T>() && simd && fits(g) && blocked % COB == 0
 }
 
 /// The geometry this module computes, whatever the CPU.

@@ -4,8 +4,7 @@
 //! tap and feeds two FMAs, each weight vector feeds [`R`].
 
 use super::storage::num_like::NumLike;
-use super::simd::{has_avx2_fma, has_avx512};
-use std::any::TypeId;
+use super::simd::{as_f32, as_f32_mut, has_avx2_fma, has_avx512};
 
 pub const LANES: usize = 16;
 /// Output channels per block: two vectors.
@@ -14,16 +13,6 @@ pub const COB: usize = 2 * LANES;
 pub const R: usize = 8;
 /// Taps of the 3×3 kernel.
 pub const TAPS: usize = 9;
-
-fn as_f32<T: NumLike>(s: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 itself, so the cast changes nothing.
-    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &*(s as *const [T] as *const [f32]) })
-}
-
-fn as_f32_mut<T: NumLike>(s: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: as above.
-    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &mut *(s as *mut [T] as *mut [f32]) })
-}
 
 /// For pixels `r < R` and block channels `c < COB`:
 /// `tile[r·COB + c] = Σ_ci Σ_(ky,kx) wts[(ci·9 + 3ky + kx)·COB + c] · inp[ci·cstride + ky·rs + kx + r]`.
@@ -236,15 +225,7 @@ mod avx2 {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
-
-    fn fill(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| ((i * 7 + seed * 13) % 29) as f32 / 29.0 - 0.5).collect()
-    }
-
-    fn max_rel(got: &[f32], want: &[f32]) -> f32 {
-        let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
-    }
+    use crate::nn::ops::simd::test_data::{fill, max_rel};
 
     type ConvKernel = unsafe fn(*mut f32, *const f32, usize, usize, usize, *const f32);
     type DotKernel = unsafe fn(*mut f32, *const f32, usize, *const f32, usize, usize, usize);

@@ -2,9 +2,8 @@
 //! 16 grid positions stay in registers while every input channel and tap streams past, so each
 //! loaded input vector feeds 4 FMAs (a plain axpy feeds one and stores every result).
 
-use super::simd::{has_avx2_fma, has_avx512};
+use super::simd::{as_f32, as_f32_mut, has_avx2_fma, has_avx512};
 use super::storage::num_like::NumLike;
-use std::any::TypeId;
 
 pub const LANES: usize = 16;
 /// Grid positions one block covers; buffers are padded to a multiple of it.
@@ -26,17 +25,6 @@ fn fma<T: NumLike>(acc: &mut V<T>, a: T, x: &V<T>) {
     for i in 0..LANES {
         acc[i] += a * x[i];
     }
-}
-
-/// `s` as f32 when T is f32: the kernels below have hand-written AVX-512 versions for it.
-fn as_f32<T: NumLike>(s: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 itself, so the cast changes nothing.
-    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &*(s as *const [T] as *const [f32]) })
-}
-
-fn as_f32_mut<T: NumLike>(s: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: as above.
-    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { &mut *(s as *mut [T] as *mut [f32]) })
 }
 
 /// For `co < CO` and `q < len` (rounded up to [`BLOCK`]):
@@ -414,15 +402,7 @@ mod avx2 {
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
-
-    fn fill(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| ((i * 7 + seed * 13) % 29) as f32 / 29.0 - 0.5).collect()
-    }
-
-    fn max_rel(got: &[f32], want: &[f32]) -> f32 {
-        let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
-    }
+    use crate::nn::ops::simd::test_data::{fill, max_rel};
 
     /// Several lengths (whole blocks of 32, as the callers pad to) and input channel counts;
     /// tap counts with and without a short last chunk of taps (1×1, 2×2, 3×3, 5×5).

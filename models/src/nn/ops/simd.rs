@@ -16,6 +16,36 @@ fn simd_cap() -> u8 {
     })
 }
 
+/// Whether `T` is f32, the type the hand-written SIMD kernels take.
+pub fn is_f32<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
+/// `s` as f32 when T is f32, for a hand-written kernel.
+pub fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 itself, so the cast changes nothing.
+    is_f32::<T>().then(|| unsafe { &*(s as *const [T] as *const [f32]) })
+}
+
+pub fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as above.
+    is_f32::<T>().then(|| unsafe { &mut *(s as *mut [T] as *mut [f32]) })
+}
+
+/// Inputs and the error measure of the SIMD kernels' unit tests.
+#[cfg(test)]
+pub mod test_data {
+    pub fn fill(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 7 + seed * 13) % 29) as f32 / 29.0 - 0.5).collect()
+    }
+
+    /// Largest absolute difference over the largest magnitude of `want`.
+    pub fn max_rel(got: &[f32], want: &[f32]) -> f32 {
+        let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+    }
+}
+
 /// Whether the AVX-512 builds of the kernels may run here.
 pub fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
