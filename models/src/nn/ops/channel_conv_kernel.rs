@@ -59,7 +59,7 @@ fn conv_segment_generic<T: NumLike>(tile: &mut [T; R * COB], inp: &[T], cstride:
 /// `dw[(3ky + kx)·COB + c] += Σ dyt[(y·w + x)·dstride + c] · inp[(y + ky)·rs + x + kx]`,
 /// where `dyt` holds the output gradient pixel-major and `inp` one zero-padded input channel.
 pub fn dot_plane<T: NumLike>(dw: &mut [T], dyt: &[T], dstride: usize, inp: &[T], rs: usize, h: usize, w: usize) {
-    assert!(h > 0 && w > 0 && dw.len() >= TAPS * COB && dyt.len() >= (h * w - 1) * dstride + COB && inp.len() >= (h + 1) * rs + w + 1);
+    assert!(h > 0 && w > 0 && dw.len() >= TAPS * COB && dyt.len() >= (h * w - 1) * dstride + COB && inp.len() >= (h + 1) * rs + w + 2);
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
         if let (Some(d), Some(i)) = (as_f32(dyt), as_f32(inp)) {
