@@ -1,6 +1,6 @@
 //! 2-D convolution with bias on CPU, one op for every group count: dense convs (`groups = 1`)
-//! as im2col + one gemm per chunk of images (or the direct kernel on large maps, see
-//! [`use_direct`]), grouped convs on the direct kernel of [`super::grouped_conv`]. The backward
+//! as im2col + one gemm per chunk of images, the channel-vectorised kernel or the direct
+//! kernel, whichever [`dense_kernel`] picks; grouped convs on the direct kernel of [`super::grouped_conv`]. The backward
 //! ([`super::conv2d_backward`]) has the same shape.
 //!
 //! candle 0.11's own conv2d backward runs the input gradient through a naive
@@ -9,7 +9,7 @@
 use super::channel_conv;
 use super::conv2d_backward::backward;
 use super::conv_geom::ConvGeom;
-use super::conv_plan::{use_direct, ConvPlan, Product};
+use super::conv_plan::{dense_kernel, ConvPlan, DenseKernel, Product};
 use super::grouped_conv;
 use super::gemm::{matmul, Mat};
 use super::im2col::{channel_major_to_images, im2col};
@@ -73,16 +73,14 @@ pub fn forward_any<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Res
 
 /// `y = conv(x, w) + b` for a whole batch of a dense conv.
 pub fn forward<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
-    if channel_conv::applies::<T>(g, Product::Forward) {
-        return Ok(channel_conv::forward(x, w, bias, g));
+    match dense_kernel::<T>(g, Product::Forward) {
+        DenseKernel::Channel => Ok(channel_conv::forward(x, w, bias, g)),
+        DenseKernel::Direct => Ok(grouped_conv::forward(x, w, bias, g)),
+        DenseKernel::Gemm => forward_gemm(x, w, bias, g),
     }
-    if use_direct(g, Product::Forward) {
-        return Ok(grouped_conv::forward(x, w, bias, g));
-    }
-    forward_gemm(x, w, bias, g)
 }
 
-/// The im2col + gemm forward, whatever [`use_direct`] says.
+/// The im2col + gemm forward, whatever [`dense_kernel`] says.
 pub fn forward_gemm<T: Pooled>(x: &[T], w: &[T], bias: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     let plan = ConvPlan::new(g.n, g.out_plane());
     let per_image = g.cout * g.out_plane();

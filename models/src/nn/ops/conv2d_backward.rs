@@ -4,7 +4,7 @@
 
 use super::channel_conv;
 use super::conv_geom::ConvGeom;
-use super::conv_plan::{use_direct, weight_grad_transposes_col, ConvPlan, Product};
+use super::conv_plan::{dense_kernel, weight_grad_transposes_col, ConvPlan, DenseKernel, Product};
 use super::grouped_conv;
 use super::gemm::{matmul, Mat};
 use super::im2col::{col2im, im2col, images_to_channel_major, transpose};
@@ -164,16 +164,14 @@ pub fn weight_grad_any<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Vec
 
 /// `dx` of a dense conv.
 pub fn input_grad<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> {
-    if channel_conv::applies::<T>(g, Product::InputGrad) {
-        return Ok(channel_conv::input_grad(dy, w, g));
+    match dense_kernel::<T>(g, Product::InputGrad) {
+        DenseKernel::Channel => Ok(channel_conv::input_grad(dy, w, g)),
+        DenseKernel::Direct => Ok(grouped_conv::input_grad(dy, w, g)),
+        DenseKernel::Gemm => input_grad_gemm(dy, w, g),
     }
-    if use_direct(g, Product::InputGrad) {
-        return Ok(grouped_conv::input_grad(dy, w, g));
-    }
-    input_grad_gemm(dy, w, g)
 }
 
-/// The gemm + col2im input gradient, whatever [`use_direct`] says.
+/// The gemm + col2im input gradient, whatever [`dense_kernel`] says.
 pub fn input_grad_gemm<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     let plan = ConvPlan::new(g.n, g.out_plane());
     let (in_img, out_img) = (g.cin * g.in_plane(), g.cout * g.out_plane());
@@ -208,16 +206,14 @@ pub fn input_grad_gemm<T: Pooled>(dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec
 
 /// `dw` of a dense conv.
 pub fn weight_grad<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Vec<T>> {
-    if channel_conv::applies::<T>(g, Product::WeightGrad) {
-        return Ok(channel_conv::weight_grad(x, dy, g));
+    match dense_kernel::<T>(g, Product::WeightGrad) {
+        DenseKernel::Channel => Ok(channel_conv::weight_grad(x, dy, g)),
+        DenseKernel::Direct => Ok(grouped_conv::weight_grad(x, dy, g)),
+        DenseKernel::Gemm => weight_grad_gemm(x, dy, g),
     }
-    if use_direct(g, Product::WeightGrad) {
-        return Ok(grouped_conv::weight_grad(x, dy, g));
-    }
-    weight_grad_gemm(x, dy, g)
 }
 
-/// The im2col + gemm weight gradient, whatever [`use_direct`] says.
+/// The im2col + gemm weight gradient, whatever [`dense_kernel`] says.
 pub fn weight_grad_gemm<T: Pooled>(x: &[T], dy: &[T], g: &ConvGeom) -> Result<Vec<T>> {
     let plan = ConvPlan::new(g.n, g.out_plane());
     let (in_img, out_img, kk) = (g.cin * g.in_plane(), g.cout * g.out_plane(), g.patch());

@@ -4,6 +4,7 @@
 use super::conv_geom::ConvGeom;
 use super::gemm::{threads, Parallelism};
 use super::simd::has_avx512;
+use super::storage::num_like::NumLike;
 
 /// gemm rows per chunk worth aiming for: enough to amortise packing, small enough that a
 /// chunk's im2col buffer stays in L2 for the usual layer widths.
@@ -72,6 +73,28 @@ pub enum Product {
     Forward,
     InputGrad,
     WeightGrad,
+}
+
+/// The kernel that runs a product of a dense conv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenseKernel {
+    /// [`super::channel_conv`]: vectorised over output channels.
+    Channel,
+    /// [`super::grouped_conv`] as one group: vectorised along rows.
+    Direct,
+    /// im2col + the gemm crate.
+    Gemm,
+}
+
+/// Which kernel runs `product` of dense conv `g` with elements of type `T`.
+pub fn dense_kernel<T: NumLike>(g: &ConvGeom, product: Product) -> DenseKernel {
+    if super::channel_conv::applies::<T>(g, product) {
+        DenseKernel::Channel
+    } else if use_direct(g, product) {
+        DenseKernel::Direct
+    } else {
+        DenseKernel::Gemm
+    }
 }
 
 pub fn use_direct(g: &ConvGeom, product: Product) -> bool {
