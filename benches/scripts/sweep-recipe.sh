@@ -30,6 +30,7 @@ CANDIDATES=(
   "fast-cosine|--recipe fast --warmup-epochs $warm --schedule cosine"
   "fast-ls0.2|--recipe fast --warmup-epochs $warm --label-smoothing 0.2"
   "fast-tta-ft|--recipe fast --warmup-epochs $warm --tta flip-translate"
+  "fast-pad2|--recipe fast --warmup-epochs $warm --crop-padding 2"
 )
 
 mkdir -p "$out"

@@ -76,7 +76,7 @@ fn load_data(opts: &TrainOptions) -> Result<Data, DataError> {
     }
     let train_records: Arc<Records> = Arc::new(set.train);
     let loader = |records: &Arc<Records>, idx: Vec<u32>, cfg: LoaderConfig| Loader::new(records.clone(), idx, cfg);
-    let train_cfg = LoaderConfig { batch_size: r.batch_size, flip: r.flip, ..LoaderConfig::train(r.seed) };
+    let train_cfg = LoaderConfig { batch_size: r.batch_size, flip: r.flip, crop_padding: r.crop_padding, ..LoaderConfig::train(r.seed) };
     let eval_cfg = LoaderConfig { batch_size: r.batch_size, ..LoaderConfig::eval() };
     Ok(Data {
         classes: set.classes,

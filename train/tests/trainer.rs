@@ -231,7 +231,7 @@ fn a_run_shaped_by_its_length_cannot_grow_on_resume() {
 fn bad_recipe_values_name_their_flag() {
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
-    let cases: [(&str, &[&str], &str); 8] = [
+    let cases: [(&str, &[&str], &str); 9] = [
         ("2", &["--label-smoothing", "-0.1"], "--label-smoothing"),
         ("2", &["--ema-decay", "1"], "--ema-decay"),
         ("2", &["--warmup-epochs", "5"], "--warmup-epochs"),
@@ -240,6 +240,7 @@ fn bad_recipe_values_name_their_flag() {
         ("2", &["--lr", "-1"], "--lr"),
         ("2", &["--schedule", "linear"], "--schedule"),
         ("2", &["--optimizer", "adam"], "--optimizer"),
+        ("2", &["--crop-padding", "5"], "--crop-padding"),
     ];
     for (epochs, flags, flag) in cases {
         let o = train(&[args(o, epochs), flags.iter().map(|s| s.to_string()).collect()].concat());

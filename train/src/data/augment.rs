@@ -9,11 +9,12 @@ use cifar_models::seed::{MEAN, STD};
 
 /// Image side in pixels.
 pub const SIDE: usize = 32;
-/// Zero padding of the random crop, in pixels on each side.
+/// Zero padding of the random crop, in pixels on each side: the seed's, and the largest the
+/// trainer takes (`--crop-padding` chooses 0 to this).
 pub const PAD: usize = 4;
 const PLANE: usize = SIDE * SIDE;
 
-/// One sample's random choices. Offsets are in `-PAD..=PAD`: output pixel `(y, x)` reads the
+/// One sample's random choices. Offsets are in `-pad..=pad` for a crop padding `pad ≤ PAD`: output pixel `(y, x)` reads the
 /// (possibly flipped) input at `(y + dy, x + dx)`, and zero (black, before normalisation) where
 /// that falls outside the image, as torchvision's zero padding does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,13 +27,15 @@ pub struct Augment {
 impl Augment {
     pub const NONE: Augment = Augment { flip: false, dx: 0, dy: 0 };
 
-    /// Draws flip (p 0.5) and the two crop offsets (each uniform over the 9 positions, as
-    /// torchvision's `randint(0, 8 + 1)`) from two random words. Offsets use the multiply-shift
-    /// map of 32 random bits, biased by under 1e-8, so a sample always takes exactly two words
-    /// and its choices depend only on its position in the stream.
-    pub fn from_words(a: u64, b: u64) -> Self {
-        let span = 2 * PAD as u64 + 1;
-        let offset = |bits: u64| (((bits & 0xffff_ffff) * span) >> 32) as i8 - PAD as i8;
+    /// Draws flip (p 0.5) and the two crop offsets for a crop padding of `pad` pixels (each
+    /// uniform over the `2 pad + 1` positions, as torchvision's `randint(0, 2 pad + 1)`) from
+    /// two random words. Offsets use the multiply-shift map of 32 random bits, biased by under
+    /// 1e-8, so a sample always takes exactly two words and its choices depend only on its
+    /// position in the stream.
+    pub fn from_words(a: u64, b: u64, pad: usize) -> Self {
+        debug_assert!(pad <= PAD, "crop padding {pad} above {PAD}");
+        let span = 2 * pad as u64 + 1;
+        let offset = |bits: u64| (((bits & 0xffff_ffff) * span) >> 32) as i8 - pad as i8;
         Augment { flip: a >> 63 == 1, dx: offset(a), dy: offset(b) }
     }
 }
@@ -208,8 +211,6 @@ mod tests {
 
     #[test]
     fn drawn_offsets_stay_within_the_padding_and_cover_it() {
-        let mut seen = [[0u32; 9]; 2];
-        let mut flips = 0;
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
             // SplitMix64: only a spread of inputs is needed here.
@@ -219,14 +220,21 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        for _ in 0..18_000 {
-            let aug = Augment::from_words(next(), next());
-            assert!((-4..=4).contains(&aug.dx) && (-4..=4).contains(&aug.dy));
-            seen[0][(aug.dx + 4) as usize] += 1;
-            seen[1][(aug.dy + 4) as usize] += 1;
-            flips += aug.flip as u32;
+        for pad in [PAD, 2, 0] {
+            let span = 2 * pad + 1;
+            let mut seen = [vec![0u32; span], vec![0u32; span]];
+            let mut flips = 0;
+            for _ in 0..2_000 * span {
+                let aug = Augment::from_words(next(), next(), pad);
+                let p = pad as i8;
+                assert!((-p..=p).contains(&aug.dx) && (-p..=p).contains(&aug.dy), "{aug:?} pad {pad}");
+                seen[0][(aug.dx + p) as usize] += 1;
+                seen[1][(aug.dy + p) as usize] += 1;
+                flips += aug.flip as u32;
+            }
+            assert!(seen.iter().flatten().all(|&n| (1_700..2_300).contains(&n)), "pad {pad}: {seen:?}");
+            let half = 1_000 * span as u32;
+            assert!((half * 94 / 100..half * 106 / 100).contains(&flips), "pad {pad}: {flips}");
         }
-        assert!(seen.iter().flatten().all(|&n| (1_700..2_300).contains(&n)), "{seen:?}");
-        assert!((8_500..9_500).contains(&flips), "{flips}");
     }
 }

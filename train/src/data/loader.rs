@@ -7,7 +7,7 @@
 //! shuffle is `rand` 0.8's, both value-stable within those versions; bumping either changes
 //! which batches a seed gives, so do it between runs, not across a resume.)
 
-use super::augment::{Augment, Normalizer};
+use super::augment::{Augment, Normalizer, PAD};
 use super::cifar::{Records, IMAGE_BYTES};
 use super::{DataError, Result};
 use crate::recipe::FlipMode;
@@ -34,6 +34,8 @@ pub struct LoaderConfig {
     pub augment: bool,
     /// How the augmentation flips: a coin per sample and epoch, or alternating per image.
     pub flip: FlipMode,
+    /// Zero padding of the random crop (0 to `PAD`; the seed's is `PAD`).
+    pub crop_padding: usize,
     pub seed: u64,
     /// Background threads; 0 prepares each batch on the caller's thread when it is asked for.
     pub workers: usize,
@@ -49,6 +51,7 @@ impl LoaderConfig {
             shuffle: true,
             augment: true,
             flip: FlipMode::Random,
+            crop_padding: PAD,
             seed,
             workers: 2,
             prefetch: 2,
@@ -227,7 +230,7 @@ impl Inner {
             };
             ids.iter()
                 .map(|&id| {
-                    let aug = Augment::from_words(rng.next_u64(), rng.next_u64());
+                    let aug = Augment::from_words(rng.next_u64(), rng.next_u64(), self.config.crop_padding);
                     Augment { flip: flip(id, aug.flip), ..aug }
                 })
                 .collect()

@@ -15,6 +15,8 @@ pub use overrides::{show_default, with_recipe_defaults, RecipeOverrides};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::PAD;
+
 /// A recipe value the trainer cannot run with; the message names the flag that sets it.
 #[derive(Debug, PartialEq, thiserror::Error)]
 #[error("--{flag} must be {expected}")]
@@ -82,10 +84,18 @@ pub struct Recipe {
     /// Horizontal flips of the training augmentation.
     #[serde(default)]
     pub flip: FlipMode,
+    /// Zero padding of the training crop, pixels per side (the seed's 4; less is a milder
+    /// translation).
+    #[serde(default = "seed_crop_padding")]
+    pub crop_padding: usize,
 }
 
 fn seed_momentum() -> f64 {
     0.9
+}
+
+fn seed_crop_padding() -> usize {
+    PAD
 }
 
 impl Recipe {
@@ -120,6 +130,7 @@ impl Recipe {
             momentum: seed_momentum(),
             nesterov: false,
             flip: FlipMode::Random,
+            crop_padding: seed_crop_padding(),
         }
     }
 
@@ -163,7 +174,7 @@ impl Recipe {
         let positive = |v: f64| v > 0.0 && v.is_finite();
         let fraction = |v: f64| (0.0..1.0).contains(&v);
         let non_negative = |v: f64| v >= 0.0 && v.is_finite();
-        let rules: [(&'static str, bool, &'static str); 14] = [
+        let rules: [(&'static str, bool, &'static str); 15] = [
             ("epochs", self.epochs >= 1, "at least 1"),
             ("batch-size", self.batch_size >= 1, "at least 1"),
             ("lr", positive(self.lr), "a positive number"),
@@ -178,6 +189,7 @@ impl Recipe {
             ("ema-decay", fraction(self.ema_decay), "in [0, 1) (0: no EMA)"),
             ("clip-grad-norm", non_negative(self.clip_grad_norm), "0 or more (0: no clipping)"),
             ("momentum", fraction(self.momentum), "in [0, 1)"),
+            ("crop-padding", self.crop_padding <= PAD, "0 to 4"),
         ];
         match rules.into_iter().find(|(_, ok, _)| !ok) {
             Some((flag, _, expected)) => Err(RecipeError { flag, expected }),
@@ -272,13 +284,14 @@ mod tests {
 
     #[test]
     fn the_new_fields_refuse_bad_values_naming_their_flag() {
-        let bad: [(&str, fn(&mut Recipe)); 6] = [
+        let bad: [(&str, fn(&mut Recipe)); 7] = [
             ("label-smoothing", |r| r.label_smoothing = -0.1),
             ("ema-decay", |r| r.ema_decay = 1.0),
             ("warmup-epochs", |r| r.warmup_epochs = r.epochs as f64),
             ("clip-grad-norm", |r| r.clip_grad_norm = -1.0),
             ("momentum", |r| r.momentum = 1.0),
             ("final-lr-frac", |r| r.final_lr_frac = 1.5),
+            ("crop-padding", |r| r.crop_padding = PAD + 1),
         ];
         for (flag, spoil) in bad {
             let mut r = Recipe::fast("vgg");

@@ -116,6 +116,11 @@ pub struct RecipeOverrides {
     /// from its previous epoch).
     #[arg(long)]
     pub flip: Option<FlipMode>,
+
+    /// Zero padding of the training crop, 0 to 4 pixels per side (the image moves by up to
+    /// this much; 0: flips only).
+    #[arg(long, value_name = "N")]
+    pub crop_padding: Option<usize>,
 }
 
 /// Recipe fields whose help explains their default instead of printing a value: the model
@@ -162,6 +167,7 @@ impl RecipeOverrides {
         set(&mut recipe.momentum, &self.momentum);
         set(&mut recipe.nesterov, &self.nesterov);
         set(&mut recipe.flip, &self.flip);
+        set(&mut recipe.crop_padding, &self.crop_padding);
         set(&mut recipe.gamma, &self.gamma);
         set(&mut recipe.seed, &self.seed);
         set(&mut recipe.split_seed, &self.split_seed);
@@ -260,7 +266,7 @@ mod tests {
         let flags = [
             "--recipe", "fast", "--schedule", "cosine", "--warmup-epochs", "0.5", "--final-lr-frac", "0.05",
             "--label-smoothing", "0.2", "--ema-decay", "0.99", "--tta", "flip-translate", "--clip-grad-norm", "5",
-            "--optimizer", "sgd", "--momentum", "0.85", "--nesterov", "--flip", "random", "--epochs", "12",
+            "--optimizer", "sgd", "--momentum", "0.85", "--nesterov", "--flip", "random", "--epochs", "12", "--crop-padding", "2",
         ];
         let got = parse(&flags).recipe_for("vgg");
         let want = Recipe {
@@ -276,6 +282,7 @@ mod tests {
             momentum: 0.85,
             nesterov: true,
             flip: FlipMode::Random,
+            crop_padding: 2,
             ..Recipe::fast("vgg")
         };
         assert_eq!(got, want);
