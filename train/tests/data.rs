@@ -475,3 +475,21 @@ fn alternating_flips_mirror_each_image_the_other_way_every_epoch() {
     let crops = |epoch| loader.plans_from(epoch, 0).flat_map(|p| p.augments).map(|a| (a.dx, a.dy)).collect::<Vec<_>>();
     assert_ne!(crops(0), crops(2));
 }
+
+/// `--crop-padding` reaches the loader: the offsets of a whole epoch stay within it, reach both
+/// ends, and a padding of 0 leaves only the flips.
+#[test]
+fn the_crop_padding_bounds_the_drawn_offsets() {
+    let records = Arc::new(synthetic_records(600, 4, 31));
+    for pad in [0i8, 2, 4] {
+        let config = LoaderConfig { crop_padding: pad as usize, workers: 0, ..LoaderConfig::train(7) };
+        let loader = Loader::new(Arc::clone(&records), (0..600).collect(), config).unwrap();
+        let augs: Vec<_> = loader.plans_from(0, 0).flat_map(|p| p.augments).collect();
+        assert_eq!(augs.len(), 600);
+        let offsets: Vec<i8> = augs.iter().flat_map(|a| [a.dx, a.dy]).collect();
+        assert_eq!(offsets.iter().min(), Some(&-pad), "pad {pad}");
+        assert_eq!(offsets.iter().max(), Some(&pad), "pad {pad}");
+        let mirrored = augs.iter().filter(|a| a.flip).count();
+        assert!((240..=360).contains(&mirrored), "pad {pad}: {mirrored} of 600 mirrored");
+    }
+}

@@ -14,9 +14,10 @@ pub const SIDE: usize = 32;
 pub const PAD: usize = 4;
 const PLANE: usize = SIDE * SIDE;
 
-/// One sample's random choices. Offsets are in `-pad..=pad` for a crop padding `pad ≤ PAD`: output pixel `(y, x)` reads the
-/// (possibly flipped) input at `(y + dy, x + dx)`, and zero (black, before normalisation) where
-/// that falls outside the image, as torchvision's zero padding does.
+/// One sample's random choices. Offsets are in `-pad..=pad` for a crop padding `pad ≤ PAD`:
+/// output pixel `(y, x)` reads the (possibly flipped) input at `(y + dy, x + dx)`, and zero
+/// (black, before normalisation) where that falls outside the image, as torchvision's zero
+/// padding does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Augment {
     pub flip: bool,
