@@ -14,6 +14,8 @@ pub struct AdamW {
     beta2: f64,
     eps: f64,
     weight_decay: f64,
+    /// Per parameter: whether `weight_decay` applies to it.
+    decays: Vec<bool>,
     /// The in-place CPU passes of [`adamw_cpu`] (tests switch them off to compare).
     fused: bool,
 }
@@ -23,7 +25,15 @@ impl AdamW {
         // Separate buffers for m and v: the fused pass writes each in place.
         let zeros = || params.iter().map(|(_, p)| p.zeros_like()).collect::<Result<Vec<_>>>();
         let (m, v) = (zeros()?, zeros()?);
-        Ok(Self { params, m, v, step: 0, beta1, beta2, eps, weight_decay, fused: true })
+        let decays = vec![true; params.len()];
+        Ok(Self { params, m, v, step: 0, beta1, beta2, eps, weight_decay, decays, fused: true })
+    }
+
+    /// Weight decay only on the parameters `decays` marks (one flag per parameter, in order).
+    pub fn with_decay_mask(mut self, decays: Vec<bool>) -> Self {
+        assert_eq!(decays.len(), self.params.len(), "one decay flag per parameter");
+        self.decays = decays;
+        self
     }
 
     /// Switches the in-place CPU passes off (on by default), for the tests and benchmarks that
@@ -62,6 +72,7 @@ impl AdamW {
         };
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
+            let c = if self.decays[i] { c } else { StepConstants { keep: 1.0, ..c } };
             if self.fused && p.device().is_cpu() {
                 adamw_cpu::update(p.as_tensor(), &self.m[i], &self.v[i], g, c)?;
             } else {

@@ -19,11 +19,12 @@ pub enum Optimizer {
 }
 
 impl Optimizer {
-    /// The recipe's optimizer over `params`.
+    /// The recipe's optimizer over `params`, decaying those `weight_decay_on` names.
     pub fn for_recipe(params: Vec<(String, Var)>, r: &Recipe) -> Result<Self> {
+        let decays = params.iter().map(|(_, p)| r.weight_decay_on.applies_to(p.rank())).collect();
         Ok(match r.optimizer {
-            OptimizerKind::Adamw => Self::AdamW(AdamW::new(params, r.beta1, r.beta2, r.eps, r.weight_decay)?),
-            OptimizerKind::Sgd => Self::Sgd(Sgd::new(params, r.momentum, r.nesterov, r.weight_decay)?),
+            OptimizerKind::Adamw => Self::AdamW(AdamW::new(params, r.beta1, r.beta2, r.eps, r.weight_decay)?.with_decay_mask(decays)),
+            OptimizerKind::Sgd => Self::Sgd(Sgd::new(params, r.momentum, r.nesterov, r.weight_decay)?.with_decay_mask(decays)),
         })
     }
 
@@ -108,6 +109,7 @@ fn restored(moments: &HashMap<String, Tensor>, key: &str, p: &Var) -> Result<Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::DecayOn;
     use candle_core::Device;
 
     #[test]
@@ -127,6 +129,35 @@ mod tests {
         // A norm under the limit is left alone.
         opt.step(&grads, 1.0, 10.0)?;
         assert!((a.as_tensor().to_vec1::<f64>()?[0] + 3.0 * scale + 3.0).abs() < 1e-12);
+        Ok(())
+    }
+
+    /// `--weight-decay-on weights` leaves vectors (BatchNorm scales and shifts, biases) alone
+    /// and shrinks matrices and kernels by `1 - lr · wd` in one step from a zero gradient, as
+    /// `all` shrinks both; for AdamW and SGD alike.
+    #[test]
+    fn weight_decay_on_weights_spares_vectors() -> Result<()> {
+        let (lr, wd) = (0.1, 0.5);
+        for kind in [OptimizerKind::Adamw, OptimizerKind::Sgd] {
+            for (on, vector_keeps) in [(DecayOn::All, 1.0 - lr * wd), (DecayOn::Weights, 1.0)] {
+                let kernel = Var::new(&[[[[1.0f64, -2.0]]]], &Device::Cpu)?;
+                let (matrix, vector) = (Var::new(&[[3.0f64], [4.0]], &Device::Cpu)?, Var::new(&[5.0f64, -6.0], &Device::Cpu)?);
+                let mut r = Recipe::seed("vgg");
+                (r.optimizer, r.weight_decay, r.weight_decay_on) = (kind, wd, on);
+                let named = vec![("k".into(), kernel.clone()), ("m".into(), matrix.clone()), ("v".into(), vector.clone())];
+                let mut opt = Optimizer::for_recipe(named, &r)?;
+                // Σp − Σp: a gradient of exactly zero that still reaches every parameter
+                // (candle prunes a product with 0 from the backward pass).
+                let sums = [&kernel, &matrix, &vector].iter().map(|p| p.as_tensor().sum_all()).collect::<Result<Vec<_>>>()?;
+                let total = (&sums[0] + (&sums[1] + &sums[2])?)?;
+                opt.step(&(&total - &total)?.backward()?, lr, 0.0)?;
+                let close = |got: Vec<f64>, want: Vec<f64>| got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-12);
+                let shrunk = 1.0 - lr * wd;
+                assert!(close(kernel.flatten_all()?.to_vec1()?, vec![shrunk, -2.0 * shrunk]), "{kind:?} {on:?}: kernel");
+                assert!(close(matrix.flatten_all()?.to_vec1()?, vec![3.0 * shrunk, 4.0 * shrunk]), "{kind:?} {on:?}: matrix");
+                assert!(close(vector.as_tensor().to_vec1()?, vec![5.0 * vector_keeps, -6.0 * vector_keeps]), "{kind:?} {on:?}: vector");
+            }
+        }
         Ok(())
     }
 

@@ -10,12 +10,22 @@ pub struct Sgd {
     momentum: f64,
     nesterov: bool,
     weight_decay: f64,
+    /// Per parameter: whether `weight_decay` applies to it.
+    decays: Vec<bool>,
 }
 
 impl Sgd {
     pub fn new(params: Vec<(String, Var)>, momentum: f64, nesterov: bool, weight_decay: f64) -> Result<Self> {
         let buf = params.iter().map(|(_, p)| p.zeros_like()).collect::<Result<Vec<_>>>()?;
-        Ok(Self { params, buf, step: 0, momentum, nesterov, weight_decay })
+        let decays = vec![true; params.len()];
+        Ok(Self { params, buf, step: 0, momentum, nesterov, weight_decay, decays })
+    }
+
+    /// Weight decay only on the parameters `decays` marks (one flag per parameter, in order).
+    pub fn with_decay_mask(mut self, decays: Vec<bool>) -> Self {
+        assert_eq!(decays.len(), self.params.len(), "one decay flag per parameter");
+        self.decays = decays;
+        self
     }
 
     pub fn step_count(&self) -> u64 {
@@ -33,7 +43,7 @@ impl Sgd {
         for (i, (_, p)) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
             let mut g = super::scaled(g, grad_scale)?;
-            if self.weight_decay != 0.0 {
+            if self.weight_decay != 0.0 && self.decays[i] {
                 g = (g + (p.as_tensor() * self.weight_decay)?)?;
             }
             if self.momentum != 0.0 {

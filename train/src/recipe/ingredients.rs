@@ -87,4 +87,28 @@ pub enum FlipMode {
     Alternating,
 }
 
-display_as_value!(Preset, Schedule, Tta, OptimizerKind, FlipMode);
+/// The parameters weight decay shrinks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecayOn {
+    /// Every trainable parameter (the seed's: PyTorch's AdamW over `model.parameters()`).
+    #[default]
+    All,
+    /// Convolution and linear weights only: BatchNorm scales and shifts and biases are left
+    /// alone (timm's and the fast CIFAR trainers' rule: a vector's size sets no capacity,
+    /// and shrinking a BatchNorm scale only rescales what the next layer sees).
+    Weights,
+}
+
+impl DecayOn {
+    /// Whether decay applies to a parameter of `rank` dimensions (vectors are the BatchNorm
+    /// scales and shifts and the biases).
+    pub fn applies_to(self, rank: usize) -> bool {
+        match self {
+            DecayOn::All => true,
+            DecayOn::Weights => rank >= 2,
+        }
+    }
+}
+
+display_as_value!(Preset, Schedule, Tta, OptimizerKind, FlipMode, DecayOn);

@@ -10,7 +10,7 @@ mod ingredients;
 mod overrides;
 mod schedule;
 
-pub use ingredients::{FlipMode, OptimizerKind, Preset, Schedule, Tta};
+pub use ingredients::{DecayOn, FlipMode, OptimizerKind, Preset, Schedule, Tta};
 pub use overrides::{show_default, with_recipe_defaults, RecipeOverrides};
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,9 @@ pub struct Recipe {
     /// translation).
     #[serde(default = "seed_crop_padding")]
     pub crop_padding: usize,
+    /// Which parameters `weight_decay` shrinks (runs written before it read `all`).
+    #[serde(default)]
+    pub weight_decay_on: DecayOn,
 }
 
 fn seed_momentum() -> f64 {
@@ -131,6 +134,7 @@ impl Recipe {
             nesterov: false,
             flip: FlipMode::Random,
             crop_padding: seed_crop_padding(),
+            weight_decay_on: DecayOn::All,
         }
     }
 

@@ -2,7 +2,7 @@
 //! recipe in [`RecipeOverrides::apply`]. The flags carry no defaults of their own; `--help`
 //! shows the recipe's ([`with_recipe_defaults`]), so a default is declared once.
 
-use super::{FlipMode, OptimizerKind, Preset, Recipe, Schedule, Tta};
+use super::{DecayOn, FlipMode, OptimizerKind, Preset, Recipe, Schedule, Tta};
 use clap::{Arg, Args, Command};
 use std::fmt::Display;
 
@@ -28,9 +28,16 @@ pub struct RecipeOverrides {
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
 
-    /// AdamW decoupled weight decay (applied to every trainable parameter, as the seed does).
+    /// Weight decay: AdamW's decoupled decay, SGD's L2 term (on the parameters
+    /// --weight-decay-on names).
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
+
+    /// Parameters --weight-decay shrinks: all (every trainable parameter, as the seed does) or
+    /// weights (convolution and linear weights; no decay on BatchNorm scales and shifts or
+    /// biases).
+    #[arg(long, value_name = "WHICH")]
+    pub weight_decay_on: Option<DecayOn>,
 
     /// AdamW decay of the first moment (the gradient's running mean), in [0, 1).
     #[arg(long, allow_negative_numbers = true)]
@@ -148,6 +155,7 @@ impl RecipeOverrides {
         set(&mut recipe.batch_size, &self.batch_size);
         set(&mut recipe.lr, &self.lr);
         set(&mut recipe.weight_decay, &self.weight_decay);
+        set(&mut recipe.weight_decay_on, &self.weight_decay_on);
         set(&mut recipe.beta1, &self.beta1);
         set(&mut recipe.beta2, &self.beta2);
         set(&mut recipe.eps, &self.eps);
@@ -267,6 +275,7 @@ mod tests {
             "--recipe", "fast", "--schedule", "cosine", "--warmup-epochs", "0.5", "--final-lr-frac", "0.05",
             "--label-smoothing", "0.2", "--ema-decay", "0.99", "--tta", "flip-translate", "--clip-grad-norm", "5",
             "--optimizer", "sgd", "--momentum", "0.85", "--nesterov", "--flip", "random", "--epochs", "12", "--crop-padding", "2",
+            "--weight-decay-on", "weights",
         ];
         let got = parse(&flags).recipe_for("vgg");
         let want = Recipe {
@@ -283,6 +292,7 @@ mod tests {
             nesterov: true,
             flip: FlipMode::Random,
             crop_padding: 2,
+            weight_decay_on: DecayOn::Weights,
             ..Recipe::fast("vgg")
         };
         assert_eq!(got, want);
