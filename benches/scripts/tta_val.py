@@ -22,14 +22,20 @@ from onnx_accuracy import RECORD, normalised  # noqa: E402  (the record layout a
 VAL_SIZE, SPLIT_SEED = 5000, 42
 
 
-def validation_split(data_dir):
+def split(data_dir, start=0, count=VAL_SIZE):
+    """Labels and pixels of `count` images from position `start` of the trainer's shuffled
+    training files: the validation split from 0, the training split from VAL_SIZE on."""
     files = [f"{data_dir}/data_batch_{i}.bin" for i in range(1, 6)]
     records = np.concatenate([np.fromfile(f, dtype=np.uint8).reshape(-1, RECORD) for f in files])
     np.random.seed(SPLIT_SEED)
     order = np.arange(len(records))
     np.random.shuffle(order)
-    val = records[order[:VAL_SIZE]]
-    return val[:, 0].astype(np.int64), val[:, 1:].reshape(-1, 3, 32, 32)
+    chosen = records[order[start:start + count]]
+    return chosen[:, 0].astype(np.int64), chosen[:, 1:].reshape(-1, 3, 32, 32)
+
+
+def validation_split(data_dir):
+    return split(data_dir)
 
 
 def moved(x):
