@@ -31,6 +31,7 @@ CANDIDATES=(
   "fast-ls0.2|--recipe fast --warmup-epochs $warm --label-smoothing 0.2"
   "fast-tta-ft|--recipe fast --warmup-epochs $warm --tta flip-translate"
   "fast-pad2|--recipe fast --warmup-epochs $warm --crop-padding 2"
+  "fast-pad1|--recipe fast --warmup-epochs $warm --crop-padding 1"
   "fast-wd-weights|--recipe fast --warmup-epochs $warm --weight-decay-on weights"
 )
 
