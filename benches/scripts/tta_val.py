@@ -34,10 +34,6 @@ def split(data_dir, start=0, count=VAL_SIZE):
     return chosen[:, 0].astype(np.int64), chosen[:, 1:].reshape(-1, 3, 32, 32)
 
 
-def validation_split(data_dir):
-    return split(data_dir)
-
-
 def moved(x):
     """One pixel down and right, the first row and column repeated."""
     x = np.concatenate([x[:, :, :1], x[:, :, :-1]], 2)
@@ -52,7 +48,7 @@ def logits(session, x, batch=500):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    labels, pixels = validation_split(sys.argv[1])
+    labels, pixels = split(sys.argv[1])
     for path in sys.argv[2:]:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         meta = session.get_modelmeta().custom_metadata_map
