@@ -140,8 +140,9 @@ impl Recipe {
 
     /// The compute-efficient preset (`--recipe fast`): the seed's AdamW and batch under a
     /// one-cycle schedule with warm-up, label smoothing, an EMA of the weights, alternating
-    /// flips and flip test-time augmentation, for 25 epochs. Chosen by the sweep in
-    /// `benches/sweep-recipe.sh` (its table is in the README).
+    /// flips, a training crop padded by 2 pixels instead of 4 and flip test-time augmentation,
+    /// for 25 epochs. Chosen by the sweep in `benches/sweep-recipe.sh` and full-length runs of
+    /// resnet-light and vgg (README, "Training recipes"; docs/recipe-sweep/).
     pub fn fast(model: &str) -> Self {
         Self {
             preset: Preset::Fast,
@@ -154,6 +155,7 @@ impl Recipe {
             ema_decay: 0.999,
             tta: Tta::Flip,
             flip: FlipMode::Alternating,
+            crop_padding: 2,
             ..Self::seed(model)
         }
     }
