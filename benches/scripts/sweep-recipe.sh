@@ -19,7 +19,9 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$root/target/release/train"
 [ -x "$bin" ] || (cd "$root" && cargo build --release --bin train)
 
-# name | flags (the onecycle candidates warm up for an eighth of the run)
+# name | flags (the onecycle candidates warm up for an eighth of the run). The fast preset pads
+# the training crop by 2 since 2026-12-08; the sweeps in docs/recipe-sweep/ from before ran
+# `fast` with the seed's 4 (and the candidate `fast-pad2`).
 warm=$(python3 -c "print($epochs / 8)")
 CANDIDATES=(
   "seed|--recipe seed"
@@ -30,7 +32,7 @@ CANDIDATES=(
   "fast-cosine|--recipe fast --warmup-epochs $warm --schedule cosine"
   "fast-ls0.2|--recipe fast --warmup-epochs $warm --label-smoothing 0.2"
   "fast-tta-ft|--recipe fast --warmup-epochs $warm --tta flip-translate"
-  "fast-pad2|--recipe fast --warmup-epochs $warm --crop-padding 2"
+  "fast-pad4|--recipe fast --warmup-epochs $warm --crop-padding 4"
   "fast-pad1|--recipe fast --warmup-epochs $warm --crop-padding 1"
   "fast-wd-weights|--recipe fast --warmup-epochs $warm --weight-decay-on weights"
 )
