@@ -51,9 +51,9 @@ def seed_split(records, val=5000):
     return torch.tensor(idx[val:]), torch.tensor(idx[:val])
 
 
-def augment(batch_u8, flips, pad, gen):
-    """Zero-padded random crop (each offset uniform over 2 pad + 1 positions), the given
-    flips, normalisation."""
+def crop(batch_u8, pad, gen):
+    """Zero-padded random crop, as floats 0–255: each offset uniform over 2 pad + 1 positions
+    (torchvision's RandomCrop(32, padding=pad)), rows drawn before columns."""
     n = batch_u8.shape[0]
     x = F.pad(batch_u8.float(), (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
@@ -61,13 +61,18 @@ def augment(batch_u8, flips, pad, gen):
     rows = (dy.view(n, 1) + torch.arange(32)).view(n, 1, 32, 1).expand(n, 3, 32, 32 + 2 * pad)
     x = x.gather(2, rows)
     cols = (dx.view(n, 1) + torch.arange(32)).view(n, 1, 1, 32).expand(n, 3, 32, 32)
-    x = x.gather(3, cols)
+    return x.gather(3, cols)
+
+
+def normalise(batch):
+    return ((batch.float() / 255.0 - MEAN) / STD).contiguous()
+
+
+def augment(batch_u8, flips, pad, gen):
+    """The crop, the given flips, normalisation."""
+    x = crop(batch_u8, pad, gen)
     x[flips] = x[flips].flip(3)
-    return ((x / 255.0 - MEAN) / STD).contiguous()
-
-
-def normalise(batch_u8):
-    return ((batch_u8.float() / 255.0 - MEAN) / STD).contiguous()
+    return normalise(x)
 
 
 @torch.no_grad()
